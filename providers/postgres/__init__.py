@@ -1,0 +1,1 @@
+"""PostgreSQL provider: throwaway clusters, snapshots, restores, verification, triage, resets."""
