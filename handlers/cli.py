@@ -1,0 +1,60 @@
+"""``rollbot`` command line: one entry point, subcommands discovered from ``handlers.commands``.
+
+Each module in ``handlers/commands/`` exposes ``register(subparsers)`` and sets
+``func`` on its parser; ``func(args)`` returns the exit code. Any
+:class:`~bot.errors.RollbotError` becomes one line on stderr and exit code 2,
+never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+import handlers.commands
+from bot.errors import ConfigError, RollbotError
+from bot.redact import redact
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rollbot",
+        description="Run the database rollback runbook from a terminal or Slack.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $ROLLBOT_CONFIG, ./rollbot.toml, or the embedded default)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(handlers.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"handlers.commands.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"rollbot: {redact(problem)}", file=sys.stderr)
+        return exc.exit_code
+    except RollbotError as exc:
+        print(f"rollbot: {redact(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rollbot: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""CLI subcommands; every module here registers itself with ``handlers.cli``."""

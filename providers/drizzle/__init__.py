@@ -1,0 +1,1 @@
+"""Drizzle ORM migrations: the journal, the tracking table, and reverse drafts."""
