@@ -14,7 +14,9 @@ from collections.abc import Iterable
 MASK = "***"
 
 # scheme://user:password@host  ->  scheme://user:***@host
-_URL_PASSWORD = re.compile(r"(?P<prefix>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)")
+_URL_PASSWORD = re.compile(
+    r"(?P<prefix>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)"
+)
 # key=value forms used by libpq conninfo strings and env dumps
 _KV_SECRET = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|token|api_key|apikey|PGPASSWORD)\s*[=:]\s*)"

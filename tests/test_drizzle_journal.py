@@ -40,7 +40,7 @@ def test_no_journal(tmp_path: Path) -> None:
 def test_drizzle_v1_layout_is_refused_clearly(tmp_path: Path) -> None:
     (tmp_path / "20250101000000_init").mkdir()
     (tmp_path / "20250101000000_init" / "migration.sql").write_text("select 1;")
-    with pytest.raises(MigrationsFolderError, match="drizzle 1.0"):
+    with pytest.raises(MigrationsFolderError, match=r"drizzle 1\.0"):
         read_journal(tmp_path)
 
 

@@ -89,7 +89,9 @@ def read_journal(folder: str | Path) -> Journal:
                 f"{folder}: drizzle 1.0 layout (one folder per migration, no meta/_journal.json) "
                 "is not supported yet; use drizzle-kit 0.x output"
             )
-        raise MigrationsFolderError(f"{journal_path}: journal not found (is this a drizzle folder?)")
+        raise MigrationsFolderError(
+            f"{journal_path}: journal not found (is this a drizzle folder?)"
+        )
     try:
         data = json.loads(journal_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -118,6 +120,8 @@ def read_journal(folder: str | Path) -> Journal:
             ) from exc
         path = folder / f"{tag}.sql"
         if not path.is_file():
-            raise MigrationsFolderError(f"{journal_path}: entry {tag!r} names missing file {path.name}")
+            raise MigrationsFolderError(
+                f"{journal_path}: entry {tag!r} names missing file {path.name}"
+            )
         entries.append(JournalEntry(idx, tag, when, bool(raw.get("breakpoints", True)), path))
     return Journal(folder, version, dialect, tuple(entries))

@@ -117,9 +117,12 @@ class ThrowawayCluster:
         self._run(
             [
                 str(self.bindir / "initdb"),
-                "-D", str(self.datadir),
-                "-U", self.user,
-                "--pwfile", str(pwfile),
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.user,
+                "--pwfile",
+                str(pwfile),
                 "--auth-local=trust",
                 "--auth-host=scram-sha-256",
                 "--encoding=UTF8",
@@ -140,10 +143,15 @@ class ThrowawayCluster:
                 self._run(
                     [
                         str(self.bindir / "pg_ctl"),
-                        "-D", str(self.datadir),
-                        "-o", opts,
-                        "-l", str(self.root / "server.log"),
-                        "-w", "-t", "60",
+                        "-D",
+                        str(self.datadir),
+                        "-o",
+                        opts,
+                        "-l",
+                        str(self.root / "server.log"),
+                        "-w",
+                        "-t",
+                        "60",
                         "start",
                     ]
                 )
@@ -158,7 +166,14 @@ class ThrowawayCluster:
         if self.running:
             with contextlib.suppress(ProviderError):
                 self._run(
-                    [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"]
+                    [
+                        str(self.bindir / "pg_ctl"),
+                        "-D",
+                        str(self.datadir),
+                        "-m",
+                        "immediate",
+                        "stop",
+                    ]
                 )
             self.running = False
         if self._owned_root and self.root is not None:
