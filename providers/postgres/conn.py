@@ -1,0 +1,59 @@
+"""Connections with errors a person can act on.
+
+psycopg's own messages can include the connection string; here every failure
+becomes a :class:`ProviderError` naming host and database, never the password.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+
+from bot.errors import ProviderError
+from bot.redact import redact, register_secret
+
+
+def describe(url: str) -> str:
+    """``user@host:port/db`` for messages (no password)."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{user}{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+
+
+def dbname(url: str) -> str:
+    return urlsplit(url).path.lstrip("/") or "postgres"
+
+
+def with_dbname(url: str, name: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(url)
+    return parts._replace(path="/" + name).geturl()
+
+
+def _reason(exc: psycopg.Error) -> str:
+    text = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "password authentication failed" in text:
+        return "password authentication failed"
+    if re.search(r"Connection refused|could not connect|timeout expired|No route", text):
+        return "server unreachable (" + text + ")"
+    return text
+
+
+def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection:
+    """Open a connection or raise a clear :class:`ProviderError`."""
+    parts = urlsplit(url)
+    register_secret(parts.password)
+    kwargs.setdefault("connect_timeout", 10)
+    kwargs.setdefault("application_name", "rollbot")
+    try:
+        return psycopg.connect(url, autocommit=autocommit, **kwargs)
+    except psycopg.Error as exc:
+        raise ProviderError(f"cannot connect to {describe(url)}: {_reason(exc)}") from None
+
+
+def server_major_version(conn: psycopg.Connection) -> int:
+    return int(conn.info.server_version) // 10000
