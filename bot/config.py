@@ -1,0 +1,392 @@
+"""Configuration: one TOML file plus ``ROLLBOT_*`` environment variables.
+
+Secrets are never written in the file: it names the environment variables that
+hold them (``database_url_env``, ``api_key_env``, ...), so the file can be
+committed and reviewed. Environment variables override the file
+(``ROLLBOT_DATABASE_URL``, ``ROLLBOT_SLACK__INCIDENTS_CHANNEL``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.errors import ConfigError, NotFoundError
+from bot.redact import register_secret
+
+Tier = Literal["development", "staging", "production"]
+TIERS: tuple[Tier, ...] = ("development", "staging", "production")
+ProviderName = Literal["postgres", "neon", "rds", "cloudsql"]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_SECRET_IN_TEXT = re.compile(r"://[^/\s:@]+:[^@\s]+@|xox[abp]-|AKIA[0-9A-Z]{16}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _env_var_name(value: str) -> str:
+    if not ENV_VAR_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name (A-Z, 0-9, _)")
+    return value
+
+
+EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
+
+
+class SlackConfig(_Strict):
+    incidents_channel: str = "#incidents"
+    devops_channel: str = "#devops-team"
+
+
+class ApprovalTierConfig(_Strict):
+    """Who may approve a destructive step in one tier, how many, and for how long."""
+
+    min_approvals: int = Field(1, ge=0, le=5)
+    requester_may_approve: bool = True
+    ttl_minutes: int = Field(30, ge=1, le=24 * 60)
+    users: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None
+
+
+def _default_approval_tiers() -> dict[str, ApprovalTierConfig]:
+    return {
+        "development": ApprovalTierConfig(min_approvals=0, requester_may_approve=True),
+        "staging": ApprovalTierConfig(min_approvals=1, requester_may_approve=True),
+        "production": ApprovalTierConfig(min_approvals=1, requester_may_approve=False),
+    }
+
+
+class ApprovalsConfig(_Strict):
+    """Default approvers (Slack user ids ``U…`` / user-group ids ``S…``) and per-tier policy."""
+
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    development: ApprovalTierConfig = _default_approval_tiers()["development"]
+    staging: ApprovalTierConfig = _default_approval_tiers()["staging"]
+    production: ApprovalTierConfig = _default_approval_tiers()["production"]
+
+    @model_validator(mode="after")
+    def _production_needs_a_second_person(self) -> ApprovalsConfig:
+        if self.production.requester_may_approve:
+            raise ValueError("production.requester_may_approve must be false (runbook safety rule)")
+        if self.production.min_approvals < 1:
+            raise ValueError("production.min_approvals must be at least 1")
+        return self
+
+    def for_tier(self, tier: Tier) -> ApprovalTierConfig:
+        return getattr(self, tier)
+
+
+class BusinessHoursConfig(_Strict):
+    timezone: str = "UTC"
+    days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    start: time = time(9, 0)
+    end: time = time(18, 0)
+    holidays: tuple[date, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _weekdays(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [d for d in value if d.lower() not in WEEKDAYS]
+        if bad:
+            raise ValueError(f"unknown day(s) {', '.join(bad)}; use {', '.join(WEEKDAYS)}")
+        return tuple(d.lower() for d in value)
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> BusinessHoursConfig:
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        return self
+
+    def is_open(self, moment: datetime) -> bool:
+        """True during business hours (then notify #devops-team; otherwise page on-call)."""
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        return (
+            local.date() not in self.holidays
+            and WEEKDAYS[local.weekday()] in self.days
+            and self.start <= local.time() < self.end
+        )
+
+
+class PagerDutyConfig(_Strict):
+    routing_key_env: EnvVarName | None = "PAGERDUTY_ROUTING_KEY"
+    cto_routing_key_env: EnvVarName | None = "PAGERDUTY_CTO_ROUTING_KEY"
+    api_token_env: EnvVarName | None = "PAGERDUTY_API_TOKEN"
+    escalation_policy_id: str | None = None
+
+
+class RetentionConfig(_Strict):
+    keep_last: int | None = Field(10, ge=1)
+    keep_days: int | None = Field(30, ge=1)
+
+
+class CommandsConfig(_Strict):
+    """The team's own commands; rollbot runs only these, never text typed in Slack."""
+
+    generate: str | None = None
+    migrate: str | None = None
+    integration_tests: str | None = None
+    app_rollback: str | None = None
+    workdir: Path = Path(".")
+    timeout_seconds: int = Field(900, ge=1)
+
+
+class NeonConfig(_Strict):
+    project_id: str
+    branch_id: str | None = None
+    api_key_env: EnvVarName = "NEON_API_KEY"
+    api_url: str = "https://console.neon.tech/api/v2"
+
+
+class RdsConfig(_Strict):
+    instance_id: str | None = None
+    cluster_id: str | None = None
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RdsConfig:
+        if bool(self.instance_id) == bool(self.cluster_id):
+            raise ValueError("set exactly one of instance_id (RDS) or cluster_id (Aurora)")
+        return self
+
+
+class CloudSqlConfig(_Strict):
+    project: str
+    instance: str
+    credentials_env: EnvVarName | None = "GOOGLE_APPLICATION_CREDENTIALS"
+    api_url: str = "https://sqladmin.googleapis.com/"
+
+
+class EnvironmentConfig(_Strict):
+    name: str = ""
+    tier: Tier
+    provider: ProviderName = "postgres"
+    database_url_env: EnvVarName
+    backups: str = "backups"
+    backups_s3_endpoint_url: str | None = None
+    retention: RetentionConfig = RetentionConfig()
+    migrations_dir: Path | None = None
+    migrations_table: str = "drizzle.__drizzle_migrations"
+    smoke_queries: tuple[str, ...] = ()
+    commands: CommandsConfig = CommandsConfig()
+    neon: NeonConfig | None = None
+    rds: RdsConfig | None = None
+    cloudsql: CloudSqlConfig | None = None
+
+    @field_validator("migrations_table")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", value):
+            raise ValueError(f"{value!r} is not a table name like schema.table")
+        return value
+
+    @model_validator(mode="after")
+    def _provider_section(self) -> EnvironmentConfig:
+        if self.provider in ("neon", "rds", "cloudsql") and getattr(self, self.provider) is None:
+            raise ValueError(f"provider {self.provider!r} needs a [{self.provider}] section")
+        return self
+
+    def database_url(self) -> str:
+        """The database URL from the environment variable this environment names."""
+        value = os.environ.get(self.database_url_env)
+        if not value:
+            raise ConfigError(
+                f"environment {self.name!r}: ${self.database_url_env} is not set "
+                "(it must hold the database URL)"
+            )
+        register_secret(urlsplit(value).password)
+        return value
+
+    def secret_env_vars(self) -> list[str]:
+        names = [self.database_url_env]
+        if self.neon:
+            names.append(self.neon.api_key_env)
+        if self.cloudsql and self.cloudsql.credentials_env:
+            names.append(self.cloudsql.credentials_env)
+        return names
+
+
+class Settings(BaseSettings):
+    """The whole configuration; ``ROLLBOT_*`` variables override the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROLLBOT_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    database_url: str = "sqlite:///rollbot.db"
+    audit_log: Path | None = None
+    slack: SlackConfig = SlackConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
+    business_hours: BusinessHoursConfig = BusinessHoursConfig()
+    pagerduty: PagerDutyConfig = PagerDutyConfig()
+    environments: dict[str, EnvironmentConfig] = Field(default_factory=dict)
+    source: str = "embedded default"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+    @field_validator("environments")
+    @classmethod
+    def _named(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+        bad = [n for n in value if not re.match(r"^[a-z0-9][a-z0-9_-]*$", n)]
+        if bad:
+            raise ValueError(f"environment names must be lowercase words: {', '.join(bad)}")
+        return {n: e.model_copy(update={"name": n}) for n, e in value.items()}
+
+    def environment(self, name: str | None) -> EnvironmentConfig:
+        if name and name in self.environments:
+            return self.environments[name]
+        valid = ", ".join(self.environments) or "(none configured)"
+        raise NotFoundError(f"unknown environment {name!r}; valid: {valid}")
+
+    def environments_in_tier(self, tier: str) -> list[EnvironmentConfig]:
+        return [e for e in self.environments.values() if e.tier == tier]
+
+    def resolve_environment(self, name_or_tier: str) -> EnvironmentConfig:
+        """An environment by name, or the only one of a tier (``/rollback production``)."""
+        if name_or_tier in self.environments:
+            return self.environments[name_or_tier]
+        in_tier = self.environments_in_tier(name_or_tier)
+        if len(in_tier) == 1:
+            return in_tier[0]
+        return self.environment(name_or_tier)
+
+
+EMBEDDED_DEFAULT: dict[str, Any] = {
+    "environments": {
+        tier: {
+            "tier": tier,
+            "provider": "postgres",
+            "database_url_env": f"DATABASE_URL_{tier.upper()}",
+            "backups": "backups",
+        }
+        for tier in TIERS
+    }
+}
+
+
+def default_config_path() -> Path | None:
+    explicit = os.environ.get("ROLLBOT_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("rollbot.toml")
+    return local if local.exists() else None
+
+
+def _format_error(source: str, err: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("function-after",))
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown setting (check spelling; secrets go in env vars, named by *_env settings)"
+    if err.get("type") == "missing":
+        msg = "required setting is missing"
+    return f"{source}: {where or '(top level)'}: {msg}"
+
+
+def _secrets_written_in(data: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found += _secrets_written_in(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += _secrets_written_in(value, f"{path}[{i}]")
+    elif isinstance(data, str) and _SECRET_IN_TEXT.search(data):
+        found.append(path)
+    return found
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    def absolute(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else base / p
+
+    envs = {}
+    for name, env in settings.environments.items():
+        commands = env.commands.model_copy(update={"workdir": absolute(env.commands.workdir)})
+        backups = env.backups if "://" in env.backups else str(absolute(Path(env.backups)))
+        envs[name] = env.model_copy(
+            update={
+                "migrations_dir": absolute(env.migrations_dir),
+                "commands": commands,
+                "backups": backups,
+            }
+        )
+    return settings.model_copy(
+        update={"environments": envs, "audit_log": absolute(settings.audit_log)}
+    )
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load and validate; every problem is reported at once in a ConfigError."""
+    config_path = Path(path) if path else default_config_path()
+    if config_path is None:
+        data: dict[str, Any] = EMBEDDED_DEFAULT
+        source, base = "embedded default", Path.cwd()
+    else:
+        source, base = str(config_path), config_path.resolve().parent
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{config_path}: configuration file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_path}: cannot read ({exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML ({exc})") from None
+    problems = [
+        f"{source}: {where}: looks like a secret written in the file; "
+        "put it in an environment variable and name that variable here"
+        for where in _secrets_written_in(data)
+    ]
+    try:
+        settings = Settings(**data, source=source)
+    except ValidationError as exc:
+        problems += [_format_error(source, e) for e in exc.errors()]
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return _resolve_paths(settings, base)
+
+
+def unset_env_vars(settings: Settings) -> list[str]:
+    """Names of referenced secret environment variables that are not set here."""
+    missing = []
+    for env in settings.environments.values():
+        missing += [f"{env.name}: ${n}" for n in env.secret_env_vars() if not os.environ.get(n)]
+    return missing

@@ -1,0 +1,122 @@
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_settings
+from bot.errors import ConfigError, NotFoundError
+from handlers.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+BROKEN = """
+database_url_in_file = "postgresql://admin:hunter2@db.example.com/prod"
+
+[approvals.production]
+requester_may_approve = true
+
+[business_hours]
+timezone = "Mars/Olympus"
+days = ["mon", "funday"]
+
+[environments.production]
+tier = "prod"
+provider = "oracle"
+database_url_env = "lowercase name"
+
+[environments.staging]
+provider = "neon"
+database_url_env = "DATABASE_URL_STAGING"
+tier = "staging"
+"""
+
+
+def test_example_file_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(REPO / "rollbot.example.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "production (production, rds)" in out
+
+
+def test_broken_file_lists_every_problem_one_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rollbot.toml"
+    path.write_text(BROKEN)
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    text = "\n".join(err)
+    assert all(line.startswith("rollbot: ") for line in err)
+    for expected in (
+        "database_url_in_file: looks like a secret",
+        "requester_may_approve must be false",
+        "unknown time zone 'Mars/Olympus'",
+        "funday",
+        "environments.production.tier",
+        "environments.production.provider",
+        "'lowercase name' is not an environment variable name",
+        "provider 'neon' needs a [neon] section",
+    ):
+        assert expected in text, expected
+    assert "hunter2" not in text
+    assert "Traceback" not in text
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(tmp_path / "nope.toml")]) == 2
+    assert "configuration file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[slack\n")
+    assert main(["check-config", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_require_env_fails_when_secret_vars_unset(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for tier in ("DEVELOPMENT", "STAGING", "PRODUCTION"):
+        monkeypatch.delenv(f"DATABASE_URL_{tier}", raising=False)
+    assert main(["check-config", "--require-env", str(REPO / "rollbot.example.toml")]) == 2
+    assert "$DATABASE_URL_PRODUCTION is not set" in capsys.readouterr().out
+
+
+def test_env_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROLLBOT_SLACK__INCIDENTS_CHANNEL", "#inc-test")
+    monkeypatch.setenv("ROLLBOT_DATABASE_URL", "sqlite:///elsewhere.db")
+    settings = load_settings(REPO / "rollbot.example.toml")
+    assert settings.slack.incidents_channel == "#inc-test"
+    assert settings.database_url == "sqlite:///elsewhere.db"
+    assert settings.slack.devops_channel == "#devops-team"
+
+
+def test_environment_lookup_and_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(REPO / "rollbot.example.toml")
+    with pytest.raises(NotFoundError, match="valid: development, staging, production"):
+        settings.environment("prod")
+    assert settings.resolve_environment("production").name == "production"
+    env = settings.environment("production")
+    monkeypatch.delenv("DATABASE_URL_PRODUCTION", raising=False)
+    with pytest.raises(ConfigError, match=r"\$DATABASE_URL_PRODUCTION is not set"):
+        env.database_url()
+    monkeypatch.setenv("DATABASE_URL_PRODUCTION", "postgresql://u:pw@h/db")
+    assert env.database_url() == "postgresql://u:pw@h/db"
+    assert env.migrations_dir == REPO / "migrations"
+
+
+def test_business_hours() -> None:
+    hours = load_settings(REPO / "rollbot.example.toml").business_hours
+    assert hours.is_open(datetime(2026, 11, 24, 10, 0, tzinfo=UTC))  # Tue 11:00 Berlin
+    assert not hours.is_open(datetime(2026, 11, 24, 20, 0, tzinfo=UTC))  # evening
+    assert not hours.is_open(datetime(2026, 11, 28, 10, 0, tzinfo=UTC))  # Saturday
+    assert not hours.is_open(datetime(2026, 12, 24, 10, 0, tzinfo=UTC))  # holiday
+
+
+def test_embedded_default_has_every_tier(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("ROLLBOT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.source == "embedded default"
+    assert sorted(e.tier for e in settings.environments.values()) == [
+        "development",
+        "production",
+        "staging",
+    ]
