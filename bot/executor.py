@@ -1,0 +1,285 @@
+"""Runs an incident's queued steps, each exactly once, durably.
+
+A step is claimed with a conditional UPDATE (``queued -> running`` only if it is
+still queued), so two workers, a Slack retry or a double click cannot run it
+twice. While it runs, its lease is refreshed; a step found ``running`` whose
+owner is dead (same host, process gone) or whose lease expired becomes
+``interrupted`` at start-up, and a person decides: never a silent re-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy import select, update
+
+from bot.errors import RollbotError
+from bot.lifecycle import STEP_DONE, State, StepStatus
+from bot.models import Incident, Step
+from bot.redact import redact
+from bot.service import Rollbot, parse_ref
+from bot.steps import StepResult, build_step
+
+log = logging.getLogger(__name__)
+HOST = socket.gethostname()
+
+
+class ProgressSink(Protocol):
+    """Where step progress goes (the Slack thread, the terminal, the drill's timer)."""
+
+    def step_started(self, incident: Incident, step: Step) -> None: ...
+    def step_progress(self, incident: Incident, step: Step, text: str) -> None: ...
+    def step_finished(self, incident: Incident, step: Step, result: StepResult) -> None: ...
+
+
+class NullSink:
+    def step_started(self, incident: Incident, step: Step) -> None:
+        pass
+
+    def step_progress(self, incident: Incident, step: Step, text: str) -> None:
+        pass
+
+    def step_finished(self, incident: Incident, step: Step, result: StepResult) -> None:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Executor:
+    def __init__(
+        self,
+        bot: Rollbot,
+        *,
+        lease: timedelta = timedelta(seconds=60),
+        heartbeat_seconds: float = 5.0,
+        workers: int = 4,
+    ) -> None:
+        self.bot = bot
+        self.lease = lease
+        self.heartbeat_seconds = heartbeat_seconds
+        self.worker_id = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers = workers
+
+    # ------------------------------------------------------------ crash recovery
+    def _owner_dead(self, claimed_by: str | None, heartbeat_at: object) -> bool:
+        if not claimed_by:
+            return True
+        host, _, rest = claimed_by.partition(":")
+        pid_text = rest.split(":", 1)[0]
+        if claimed_by == self.worker_id:
+            return False
+        if host == HOST and pid_text.isdigit():
+            return not _alive(int(pid_text)) or int(pid_text) == os.getpid()
+        return heartbeat_at is None or heartbeat_at < self.bot.clock() - self.lease  # type: ignore[operator]
+
+    def recover(self) -> list[Step]:
+        """Turn steps left ``running`` by a dead worker into ``interrupted`` (run at start-up)."""
+        interrupted: list[Step] = []
+        with self.bot.store.session() as session:
+            rows = session.scalars(
+                select(Step).where(Step.status == StepStatus.RUNNING.value)
+            ).all()
+            for step in rows:
+                if not self._owner_dead(step.claimed_by, step.heartbeat_at):
+                    continue
+                changed = session.execute(
+                    update(Step)
+                    .where(Step.id == step.id, Step.status == StepStatus.RUNNING.value)
+                    .values(
+                        status=StepStatus.INTERRUPTED.value, error="interrupted: its worker stopped"
+                    )
+                ).rowcount
+                if changed:
+                    interrupted.append(step)
+                    self.bot.audit.record(
+                        session,
+                        actor="rollbot",
+                        kind="interrupted",
+                        message=(
+                            f"INC-{step.incident_id} step {step.seq} ({step.title}) was interrupted "
+                            f"(worker {step.claimed_by} stopped); a person must retry, skip or abandon it"
+                        ),
+                        incident_id=step.incident_id,
+                        data={"step_id": step.id},
+                    )
+        return interrupted
+
+    # ------------------------------------------------------------ claiming
+    def _claim_next(self, incident_id: int) -> Step | None:
+        with self.bot.store.session() as session:
+            incident = session.get(Incident, incident_id)
+            if incident is None or incident.state != State.RUNNING.value:
+                return None
+            steps = session.scalars(
+                select(Step).where(Step.incident_id == incident_id).order_by(Step.seq)
+            ).all()
+            for step in steps:
+                if step.status in {s.value for s in STEP_DONE}:
+                    continue
+                if step.status != StepStatus.QUEUED.value:
+                    return None  # running elsewhere, interrupted or failed: wait for a person
+                now = self.bot.clock()
+                claimed = session.execute(
+                    update(Step)
+                    .where(Step.id == step.id, Step.status == StepStatus.QUEUED.value)
+                    .values(
+                        status=StepStatus.RUNNING.value,
+                        claimed_by=self.worker_id,
+                        started_at=now,
+                        heartbeat_at=now,
+                        attempt=Step.attempt + 1,
+                    )
+                ).rowcount
+                if not claimed:
+                    return None
+                self.bot.audit.record(
+                    session,
+                    actor="rollbot",
+                    kind="step",
+                    message=f"INC-{incident_id} step {step.seq} started: {step.title}",
+                    incident_id=incident_id,
+                    data={"step_id": step.id, "kind": step.kind, "worker": self.worker_id},
+                )
+                session.flush()
+                session.refresh(step)
+                return step
+            return None
+
+    def _heartbeat(self, step_id: int) -> None:
+        with self.bot.store.session() as session:
+            session.execute(
+                update(Step)
+                .where(Step.id == step_id, Step.claimed_by == self.worker_id)
+                .values(heartbeat_at=self.bot.clock())
+            )
+
+    # ------------------------------------------------------------ running
+    def _run_one(self, step: Step, sink: ProgressSink) -> StepResult:
+        incident = self.bot.get(step.incident_id)
+        env = self.bot.environment_of(incident)
+        ctx = self.bot._context(
+            incident, env, report=lambda text: sink.step_progress(incident, step, text)
+        )
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.heartbeat_seconds):
+                try:
+                    self._heartbeat(step.id)
+                except Exception:  # a missed heartbeat must not kill the step
+                    log.warning("heartbeat failed for step %s", step.id, exc_info=True)
+
+        beater = threading.Thread(target=beat, name=f"heartbeat-{step.id}", daemon=True)
+        beater.start()
+        sink.step_started(incident, step)
+        try:
+            impl = build_step(step.kind, step.params)
+            if type(impl).destructive and not getattr(impl, "takes_own_safety_snapshot", False):
+                snap = ctx.shared.get("postgres.snapshot") or {}
+                if not snap.get("verified"):
+                    raise RollbotError(
+                        f"refusing destructive step {step.title!r}: no verified safety snapshot was taken first"
+                    )
+            result = impl.run(ctx)
+        except RollbotError as exc:
+            result = StepResult(False, redact(exc))
+        except Exception as exc:
+            log.error("step %s crashed:\n%s", step.id, redact(traceback.format_exc()))
+            result = StepResult(False, f"unexpected error: {type(exc).__name__}: {redact(exc)}")
+        finally:
+            stop.set()
+        self._finish(step, result)
+        sink.step_finished(incident, step, result)
+        return result
+
+    def _finish(self, step: Step, result: StepResult) -> None:
+        with self.bot.store.session() as session:
+            row = session.get(Step, step.id)
+            assert row is not None
+            incident = self.bot._load(session, step.incident_id, lock=True)
+            row.status = (StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED).value
+            row.finished_at = self.bot.clock()
+            row.result = {"summary": result.summary, **result.data}
+            row.error = None if result.ok else result.summary
+            self.bot.audit.record(
+                session,
+                actor="rollbot",
+                kind="step",
+                message=f"{incident.ref} step {row.seq} {'succeeded' if result.ok else 'failed'}: {row.title}: {result.summary}",
+                incident_id=incident.id,
+                data={"step_id": row.id},
+            )
+            if not result.ok:
+                for later in incident.steps:
+                    if later.status in (StepStatus.PENDING.value, StepStatus.QUEUED.value):
+                        later.status = StepStatus.CANCELLED.value
+                self.bot._transition(
+                    session,
+                    incident,
+                    State.FAILED,
+                    "rollbot",
+                    "fail",
+                    f"failed at step {row.seq}: {result.summary}",
+                )
+            elif all(s.status in {x.value for x in STEP_DONE} for s in incident.steps):
+                self.bot._transition(
+                    session,
+                    incident,
+                    State.VERIFYING,
+                    "rollbot",
+                    "verify",
+                    "all steps done; verify and tick the after-rollback checklist",
+                )
+
+    def run_incident(self, ref: int | str, sink: ProgressSink | None = None) -> Incident:
+        """Run queued steps in order until done, a failure, or a step that needs a person."""
+        incident_id = parse_ref(ref)
+        sink = sink or NullSink()
+        while (step := self._claim_next(incident_id)) is not None:
+            if not self._run_one(step, sink).ok:
+                break
+        return self.bot.get(incident_id)
+
+    def submit(
+        self,
+        ref: int | str,
+        sink: ProgressSink | None = None,
+        done: Callable[[Incident], None] | None = None,
+    ) -> Future[Incident]:
+        """Run in the background (Slack handlers ack first, then this reports into the thread)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="rollbot-step")
+
+        def work() -> Incident:
+            try:
+                result = self.run_incident(ref, sink)
+            except Exception:
+                log.error("background run of %s failed:\n%s", ref, redact(traceback.format_exc()))
+                raise
+            if done:
+                done(result)
+            return result
+
+        return self._pool.submit(work)
+
+    def shutdown(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True)

@@ -1,0 +1,127 @@
+"""From a runbook method to the concrete steps for one environment.
+
+The runbook says *what* (forward-fix, PITR, ...); this module says *which
+steps* that means for the environment's provider. Destructive methods always
+start with a verified safety snapshot, taken by a step of its own or by the
+destructive step itself (``takes_own_safety_snapshot``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.config import EnvironmentConfig
+from bot.errors import RollbotError
+from bot.runbook import RUNBOOK
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    kind: str
+    title: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _verify() -> StepSpec:
+    return StepSpec(
+        "postgres.verify", "Verify the database (migrations table, row counts, smoke queries)"
+    )
+
+
+def _pitr(env: EnvironmentConfig, options: dict[str, Any]) -> list[StepSpec]:
+    before = options.get("restore_to")
+    if env.provider == "postgres":
+        # Plain PostgreSQL has no PITR API: the local stand-in restores the newest verified
+        # snapshot taken before the chosen time (default: before the newest migration).
+        return [
+            StepSpec(
+                "postgres.restore",
+                "Restore the newest snapshot taken before the restore point",
+                {"before": before, "snapshot": options.get("snapshot")},
+            ),
+            _verify(),
+        ]
+    return [
+        StepSpec(
+            f"{env.provider}.pitr",
+            f"Point-in-time restore on {env.provider}",
+            {"restore_to": before},
+        ),
+        StepSpec(
+            "manual",
+            "Point the application at the restored database",
+            {
+                "title": "Point the application at the restored database",
+                "instructions": "update DATABASE_URL in the deployment environment and redeploy",
+            },
+        ),
+        _verify(),
+    ]
+
+
+def plan_steps(
+    method_id: str, env: EnvironmentConfig, options: dict[str, Any] | None = None
+) -> list[StepSpec]:
+    """The steps ``method_id`` takes in ``env``; RollbotError if it cannot run there."""
+    options = options or {}
+    RUNBOOK.method(method_id)  # unknown method -> NotFoundError
+    if method_id == "forward_fix":
+        steps = [
+            StepSpec(
+                "drizzle.review_reverse", "Identify the problematic migration and draft its reverse"
+            )
+        ]
+        steps += [
+            StepSpec("command", f"Run `{name}`", {"command": name})
+            for name in ("generate", "migrate", "integration_tests")
+            if getattr(env.commands, name)
+        ]
+        return [*steps, _verify()]
+    if method_id == "pitr":
+        return _pitr(env, options)
+    if method_id == "pg_dump_restore":
+        return [
+            StepSpec(
+                "postgres.restore",
+                "Restore from a pg_dump snapshot",
+                {"snapshot": options.get("snapshot"), "before": options.get("restore_to")},
+            ),
+            _verify(),
+        ]
+    if method_id == "dev_reset":
+        if env.tier != "development":
+            raise RollbotError(
+                f"development reset is refused for {env.name!r}: its tier is {env.tier}"
+            )
+        return [
+            StepSpec("postgres.snapshot", "Take a verified safety snapshot", {"purpose": "safety"}),
+            StepSpec("postgres.reset", "Drop and re-create the database, re-run the migrations"),
+            _verify(),
+        ]
+    if method_id == "neon_branch":
+        if env.provider != "neon":
+            raise RollbotError(
+                f"Neon branch rollback needs a Neon environment; {env.name!r} uses {env.provider}"
+            )
+        return [
+            StepSpec(
+                "neon.branch_rollback", "Make the branch from before the migration the default"
+            ),
+            _verify(),
+        ]
+    if method_id == "app_rollback":
+        if not env.commands.app_rollback:
+            raise RollbotError(
+                f"environment {env.name!r} has no app_rollback command configured "
+                f'([environments.{env.name}.commands] app_rollback = "...")'
+            )
+        return [
+            StepSpec(
+                "command",
+                "Roll back the app deployment (database kept)",
+                {"command": "app_rollback"},
+            ),
+            _verify(),
+        ]
+    raise RollbotError(f"method {method_id!r} has no step plan")

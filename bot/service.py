@@ -1,0 +1,607 @@
+"""The incident core: one facade that every adapter (Slack, terminal, drill) calls.
+
+Each command is one unit of work: it checks the state machine and the approval
+policy, changes state, and writes audit events in the same transaction. A
+refused attempt changes nothing and is audited in a transaction of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from bot.approval import ApprovalPolicy, GroupDirectory, NoGroups
+from bot.audit import AuditTrail
+from bot.config import EnvironmentConfig, Settings, Tier
+from bot.errors import NotFoundError, RollbotError
+from bot.lifecycle import OPEN_STATES, STEP_DONE, State, StepStatus, check_transition
+from bot.methods import plan_steps
+from bot.models import Approval, ChecklistTick, IdempotencyKey, Incident, Step, utcnow
+from bot.runbook import RUNBOOK, Choice
+from bot.steps import Plan, StepContext, build_step
+from bot.store import Store, open_store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def parse_ref(ref: int | str) -> int:
+    """``42``, ``"42"`` or ``"INC-42"`` -> 42; anything else is a clear error."""
+    text = str(ref).strip().upper().removeprefix("INC-").removeprefix("#")
+    if not text.isdigit():
+        raise NotFoundError(f"{ref!r} is not an incident id (like INC-42)")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class ApprovalOutcome:
+    incident: Incident
+    valid: int
+    needed: int
+
+    @property
+    def satisfied(self) -> bool:
+        return self.valid >= self.needed
+
+
+class Rollbot:
+    """Incidents, approvals, checklists and the audit trail, over one store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        directory: GroupDirectory | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.directory = directory or NoGroups()
+        self.clock = clock
+        self.audit = AuditTrail(settings.audit_log)
+
+    @classmethod
+    def open(cls, settings: Settings, **kwargs: Any) -> Rollbot:
+        return cls(settings, open_store(settings.database_url), **kwargs)
+
+    # ----------------------------------------------------------------- helpers
+    def policy(self, tier: Tier) -> ApprovalPolicy:
+        return ApprovalPolicy.for_tier(self.settings.approvals, tier)
+
+    def environment_of(self, incident: Incident) -> EnvironmentConfig:
+        if not incident.environment:
+            raise RollbotError(f"{incident.ref} has no environment yet; answer the first question")
+        return self.settings.environment(incident.environment)
+
+    def _load(self, session: Session, ref: int | str, *, lock: bool = False) -> Incident:
+        stmt = (
+            select(Incident)
+            .where(Incident.id == parse_ref(ref))
+            .options(selectinload(Incident.steps), selectinload(Incident.approvals))
+        )
+        if lock and session.bind is not None and session.bind.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        incident = session.scalars(stmt).first()
+        if incident is None:
+            raise NotFoundError(f"no incident {ref!r}")
+        return incident
+
+    @contextmanager
+    def _attempt(self, ref: int | str | None, actor: str, action: str) -> Iterator[Session]:
+        """Unit of work for one command; a refusal is audited and re-raised."""
+        try:
+            with self.store.session() as session:
+                yield session
+        except RollbotError as exc:
+            incident_id = None
+            if ref is not None:
+                try:
+                    incident_id = parse_ref(ref)
+                except NotFoundError:
+                    incident_id = None
+            with self.store.session() as session:
+                if incident_id is not None and session.get(Incident, incident_id) is None:
+                    incident_id = None
+                self.audit.record(
+                    session,
+                    actor=actor,
+                    kind="refused",
+                    message=f"Refused {action}: {exc}",
+                    incident_id=incident_id,
+                    data={"action": action},
+                )
+            raise
+
+    def _transition(
+        self,
+        session: Session,
+        incident: Incident,
+        target: State,
+        actor: str,
+        action: str,
+        message: str,
+    ) -> None:
+        check_transition(incident.ref, incident.state, target, action)
+        before = incident.state
+        incident.state = target.value
+        incident.updated_at = self.clock()
+        if target in (State.RESOLVED, State.CANCELLED):
+            incident.closed_at = self.clock()
+        self.audit.record(
+            session,
+            actor=actor,
+            kind="transition",
+            message=f"{incident.ref} {message}",
+            incident_id=incident.id,
+            data={"from": before, "to": target.value},
+        )
+
+    def _result(self, ref: int | str) -> Incident:
+        with self.store.session() as session:
+            return self._load(session, ref)
+
+    # ----------------------------------------------------------------- queries
+    def get(self, ref: int | str) -> Incident:
+        return self._result(ref)
+
+    def open_incidents(self) -> list[Incident]:
+        with self.store.session() as session:
+            return list(
+                session.scalars(
+                    select(Incident)
+                    .where(Incident.state.in_([s.value for s in OPEN_STATES]))
+                    .options(selectinload(Incident.steps), selectinload(Incident.approvals))
+                    .order_by(Incident.id)
+                )
+            )
+
+    def ticks(self, ref: int | str) -> dict[str, ChecklistTick]:
+        with self.store.session() as session:
+            rows = session.scalars(
+                select(ChecklistTick).where(ChecklistTick.incident_id == parse_ref(ref))
+            )
+            return {t.item_id: t for t in rows}
+
+    def current_question(self, incident: Incident) -> Choice | Any:
+        """The decision node still to answer, or the leaf Choice reached."""
+        return RUNBOOK.walk(incident.answers)
+
+    def approval_status(self, incident: Incident) -> tuple[int, int]:
+        policy = self.policy(incident.tier)  # type: ignore[arg-type]
+        return len(
+            policy.valid(incident.approvals, incident.plan_hash, self.clock())
+        ), policy.min_approvals
+
+    # ----------------------------------------------------------------- commands
+    def claim_once(self, key: str, scope: str = "request") -> bool:
+        """True the first time ``key`` is seen: Slack retries and double clicks act once."""
+        try:
+            with self.store.session() as session:
+                session.add(IdempotencyKey(key=key[:200], scope=scope, created_at=self.clock()))
+        except IntegrityError:
+            return False
+        return True
+
+    def open_incident(
+        self,
+        requester: str,
+        description: str = "",
+        environment: str | None = None,
+        source: str = "console",
+    ) -> Incident:
+        with self._attempt(None, requester, "open incident") as session:
+            env = self.settings.resolve_environment(environment) if environment else None
+            incident = Incident(
+                state=State.OPENED.value,
+                environment=env.name if env else None,
+                tier=env.tier if env else None,
+                description=description.strip(),
+                requester=requester,
+                source=source,
+                answers=[env.tier] if env else [],
+                created_at=self.clock(),
+                updated_at=self.clock(),
+            )
+            session.add(incident)
+            session.flush()
+            where = f" in {env.name} ({env.tier})" if env else ""
+            self.audit.record(
+                session,
+                actor=requester,
+                kind="transition",
+                message=f"{incident.ref} opened{where}: {incident.description or 'no description'}",
+                incident_id=incident.id,
+                data={"to": State.OPENED.value, "source": source},
+            )
+            self._maybe_triaged(session, incident, requester)
+            incident_id = incident.id
+        return self._result(incident_id)
+
+    def answer(self, ref: int | str, choice_id: str, actor: str) -> Incident:
+        """Answer the current decision-tree question."""
+        with self._attempt(ref, actor, f"answer {choice_id!r}") as session:
+            incident = self._load(session, ref, lock=True)
+            if incident.state != State.OPENED.value:
+                check_transition(
+                    incident.ref, incident.state, State.TRIAGED, "answer the decision tree of"
+                )
+            answers = [*incident.answers, choice_id]
+            node = RUNBOOK.walk(answers)  # RollbotError listing valid choices on a bad answer
+            if len(answers) == 1:
+                env = self.settings.resolve_environment(choice_id)
+                incident.environment, incident.tier = env.name, env.tier
+            incident.answers = answers
+            self.audit.record(
+                session,
+                actor=actor,
+                kind="decision",
+                message=f"{incident.ref} decision: {choice_id}",
+                incident_id=incident.id,
+                data={"answers": answers},
+            )
+            if isinstance(node, Choice):
+                self._maybe_triaged(session, incident, actor)
+        return self._result(ref)
+
+    def _maybe_triaged(self, session: Session, incident: Incident, actor: str) -> None:
+        node = RUNBOOK.walk(incident.answers)
+        if isinstance(node, Choice):
+            methods = ", ".join(node.methods)
+            self._transition(
+                session,
+                incident,
+                State.TRIAGED,
+                actor,
+                "triage",
+                f"triaged: {' > '.join(incident.answers)} -> {methods}",
+            )
+
+    def leaf(self, incident: Incident) -> Choice:
+        node = RUNBOOK.walk(incident.answers)
+        if not isinstance(node, Choice):
+            raise RollbotError(f"{incident.ref} is not triaged yet: {node.question}")
+        return node
+
+    def preview(
+        self, ref: int | str, method_id: str, options: dict[str, Any] | None = None
+    ) -> list[Plan]:
+        """Plan previews for a method without choosing it (for the alternatives)."""
+        incident = self.get(ref)
+        env = self.environment_of(incident)
+        specs = plan_steps(method_id, env, options)
+        ctx = self._context(incident, env)
+        return [build_step(s.kind, s.params).plan(ctx) for s in specs]
+
+    def choose_method(
+        self, ref: int | str, method_id: str, actor: str, options: dict[str, Any] | None = None
+    ) -> Incident:
+        with self._attempt(ref, actor, f"choose method {method_id!r}") as session:
+            incident = self._load(session, ref, lock=True)
+            check_transition(
+                incident.ref, incident.state, State.METHOD_CHOSEN, "choose a method for"
+            )
+            leaf = self.leaf(incident)
+            if method_id not in leaf.methods:
+                raise RollbotError(
+                    f"{method_id!r} is not a runbook method for {' > '.join(incident.answers)}; "
+                    f"choose one of: {', '.join(leaf.methods)}"
+                )
+            env = self.environment_of(incident)
+            specs = plan_steps(method_id, env, options)
+            ctx = self._context(incident, env)
+            for old in list(incident.steps):
+                session.delete(old)
+            session.flush()
+            plans: list[str] = []
+            for seq, spec in enumerate(specs, start=1):
+                step = build_step(spec.kind, spec.params)
+                plan = step.plan(ctx)
+                plans.append(plan.text())
+                incident.steps.append(
+                    Step(
+                        seq=seq,
+                        kind=spec.kind,
+                        params=spec.params,
+                        title=spec.title,
+                        destructive=type(step).destructive,
+                        plan_text=plan.text(),
+                        status=StepStatus.PENDING.value,
+                        attempt=0,
+                    )
+                )
+            incident.method = method_id
+            incident.plan_hash = hashlib.sha256(
+                json.dumps(
+                    [method_id, [s.kind for s in specs], [s.params for s in specs], plans],
+                    sort_keys=True,
+                    default=str,
+                ).encode()
+            ).hexdigest()
+            self._transition(
+                session,
+                incident,
+                State.METHOD_CHOSEN,
+                actor,
+                "choose a method for",
+                f"method chosen: {RUNBOOK.method(method_id).title}",
+            )
+        return self._result(ref)
+
+    def request_approval(self, ref: int | str, actor: str) -> Incident:
+        with self._attempt(ref, actor, "request approval") as session:
+            incident = self._load(session, ref, lock=True)
+            self._transition(
+                session,
+                incident,
+                State.AWAITING_APPROVAL,
+                actor,
+                "request approval for",
+                f"awaiting approval of the {incident.method} plan",
+            )
+        return self._result(ref)
+
+    def approve(self, ref: int | str, approver: str) -> ApprovalOutcome:
+        with self._attempt(ref, approver, "approve") as session:
+            incident = self._load(session, ref, lock=True)
+            if incident.state != State.AWAITING_APPROVAL.value:
+                raise RollbotError(
+                    f"{incident.ref} is {incident.state}; approvals are taken only while awaiting approval"
+                )
+            policy = self.policy(incident.tier)  # type: ignore[arg-type]
+            policy.check(approver=approver, requester=incident.requester, directory=self.directory)
+            now = self.clock()
+            if any(
+                a.approver == approver
+                for a in policy.valid(incident.approvals, incident.plan_hash, now)
+            ):
+                raise RollbotError(f"{approver} has already approved this plan of {incident.ref}")
+            incident.approvals.append(
+                Approval(
+                    plan_hash=incident.plan_hash or "",
+                    approver=approver,
+                    created_at=now,
+                    expires_at=now + policy.ttl,
+                )
+            )
+            session.flush()
+            valid = len(policy.valid(incident.approvals, incident.plan_hash, now))
+            self.audit.record(
+                session,
+                actor=approver,
+                kind="approval",
+                message=f"{incident.ref} approved by {approver} ({valid}/{policy.min_approvals})",
+                incident_id=incident.id,
+                data={
+                    "expires_at": (now + policy.ttl).isoformat(),
+                    "plan_hash": incident.plan_hash,
+                },
+            )
+        return ApprovalOutcome(self._result(ref), valid, policy.min_approvals)
+
+    def start(self, ref: int | str, actor: str) -> Incident:
+        """Queue the plan's steps for the executor, once approvals (still valid now) suffice."""
+        with self._attempt(ref, actor, "start") as session:
+            incident = self._load(session, ref, lock=True)
+            policy = self.policy(incident.tier)  # type: ignore[arg-type]
+            if incident.state == State.METHOD_CHOSEN.value and policy.min_approvals == 0:
+                self._transition(
+                    session,
+                    incident,
+                    State.AWAITING_APPROVAL,
+                    actor,
+                    "start",
+                    "needs no approval in this tier",
+                )
+            check_transition(incident.ref, incident.state, State.RUNNING, "start")
+            valid = len(policy.valid(incident.approvals, incident.plan_hash, self.clock()))
+            if valid < policy.min_approvals:
+                expired = [
+                    a.approver
+                    for a in incident.approvals
+                    if a.plan_hash == incident.plan_hash and a.expires_at <= self.clock()
+                ]
+                hint = f"; expired: {', '.join(expired)}" if expired else ""
+                raise RollbotError(
+                    f"{incident.ref} needs {policy.min_approvals} valid approval(s), has {valid}{hint}"
+                )
+            for step in incident.steps:
+                if step.status == StepStatus.PENDING.value:
+                    step.status = StepStatus.QUEUED.value
+            self._transition(
+                session,
+                incident,
+                State.RUNNING,
+                actor,
+                "start",
+                f"running the {incident.method} plan",
+            )
+        return self._result(ref)
+
+    def tick(self, ref: int | str, item_id: str, actor: str, ticked: bool = True) -> ChecklistTick:
+        valid_ids = {i.id for i in (*RUNBOOK.before_checklist, *RUNBOOK.after_checklist)}
+        with self._attempt(ref, actor, f"tick {item_id!r}") as session:
+            incident = self._load(session, ref)
+            if item_id not in valid_ids:
+                raise RollbotError(f"unknown checklist item {item_id!r}")
+            if incident.state in (State.RESOLVED.value, State.CANCELLED.value):
+                raise RollbotError(f"{incident.ref} is {incident.state}; its checklists are closed")
+            row = session.scalars(
+                select(ChecklistTick).where(
+                    ChecklistTick.incident_id == incident.id, ChecklistTick.item_id == item_id
+                )
+            ).first()
+            if row is None:
+                row = ChecklistTick(
+                    incident_id=incident.id,
+                    item_id=item_id,
+                    ticked=ticked,
+                    actor=actor,
+                    at=self.clock(),
+                )
+                session.add(row)
+            else:
+                row.ticked, row.actor, row.at = ticked, actor, self.clock()
+            self.audit.record(
+                session,
+                actor=actor,
+                kind="checklist",
+                message=f"{incident.ref} checklist {'ticked' if ticked else 'unticked'}: {item_id}",
+                incident_id=incident.id,
+            )
+            return row
+
+    def unticked(self, ref: int | str) -> list[str]:
+        ticks = self.ticks(ref)
+        return [
+            i.text
+            for i in (*RUNBOOK.before_checklist, *RUNBOOK.after_checklist)
+            if not (ticks.get(i.id) and ticks[i.id].ticked)
+        ]
+
+    def resolve(self, ref: int | str, actor: str, *, confirm_unticked: bool = False) -> Incident:
+        missing = self.unticked(ref)
+        with self._attempt(ref, actor, "resolve") as session:
+            incident = self._load(session, ref, lock=True)
+            check_transition(incident.ref, incident.state, State.RESOLVED, "resolve")
+            if missing and not confirm_unticked:
+                raise RollbotError(
+                    f"{incident.ref} has {len(missing)} unticked checklist item(s) "
+                    f"({'; '.join(missing[:3])}{'; ...' if len(missing) > 3 else ''}); confirm to resolve anyway"
+                )
+            note = f" with {len(missing)} unticked checklist item(s), confirmed" if missing else ""
+            self._transition(session, incident, State.RESOLVED, actor, "resolve", f"resolved{note}")
+        return self._result(ref)
+
+    def cancel(self, ref: int | str, actor: str, reason: str = "") -> Incident:
+        with self._attempt(ref, actor, "cancel") as session:
+            incident = self._load(session, ref, lock=True)
+            check_transition(incident.ref, incident.state, State.CANCELLED, "cancel")
+            for step in incident.steps:
+                if step.status in (StepStatus.PENDING.value, StepStatus.QUEUED.value):
+                    step.status = StepStatus.CANCELLED.value
+            self._transition(
+                session,
+                incident,
+                State.CANCELLED,
+                actor,
+                "cancel",
+                f"cancelled{': ' + reason if reason else ''}",
+            )
+        return self._result(ref)
+
+    def record_root_cause(
+        self, ref: int | str, actor: str, root_cause: str, notes: str = ""
+    ) -> Incident:
+        with self._attempt(ref, actor, "record root cause") as session:
+            incident = self._load(session, ref)
+            incident.root_cause, incident.notes = root_cause.strip(), notes.strip()
+            self.audit.record(
+                session,
+                actor=actor,
+                kind="note",
+                message=f"{incident.ref} root cause recorded: {root_cause.strip()}",
+                incident_id=incident.id,
+                data={"notes": notes},
+            )
+        return self._result(ref)
+
+    def attach_chat(
+        self, ref: int | str, channel: str, thread: str, message: str | None = None
+    ) -> None:
+        with self.store.session() as session:
+            incident = self._load(session, ref)
+            incident.chat_channel, incident.chat_thread = channel, thread
+            incident.chat_message = message or incident.chat_message
+
+    def decide_interrupted(
+        self, ref: int | str, step_id: int, actor: str, decision: str
+    ) -> Incident:
+        """A person decides what happens to a step a crash interrupted: retry, skip or abandon."""
+        with self._attempt(ref, actor, f"{decision} interrupted step") as session:
+            incident = self._load(session, ref, lock=True)
+            step = next((s for s in incident.steps if s.id == step_id), None)
+            if step is None:
+                raise NotFoundError(f"{incident.ref} has no step {step_id}")
+            if step.status != StepStatus.INTERRUPTED.value:
+                raise RollbotError(
+                    f"step {step_id} of {incident.ref} is {step.status}, not interrupted"
+                )
+            if decision == "retry":
+                step.status = StepStatus.QUEUED.value
+            elif decision == "skip":
+                step.status = StepStatus.SKIPPED.value
+            elif decision == "abandon":
+                step.status = StepStatus.FAILED.value
+                step.error = "abandoned after an interruption"
+                for later in incident.steps:
+                    if later.status in (StepStatus.PENDING.value, StepStatus.QUEUED.value):
+                        later.status = StepStatus.CANCELLED.value
+                self._transition(
+                    session,
+                    incident,
+                    State.FAILED,
+                    actor,
+                    "abandon",
+                    f"failed: step {step.seq} abandoned",
+                )
+            else:
+                raise RollbotError(f"unknown decision {decision!r}; use retry, skip or abandon")
+            self.audit.record(
+                session,
+                actor=actor,
+                kind="decision",
+                message=f"{incident.ref} step {step.seq} ({step.title}): {decision} after interruption",
+                incident_id=incident.id,
+            )
+        return self._result(ref)
+
+    def note(
+        self,
+        ref: int | str | None,
+        actor: str,
+        kind: str,
+        message: str,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an audit event for something an adapter or provider did."""
+        with self.store.session() as session:
+            self.audit.record(
+                session,
+                actor=actor,
+                kind=kind,
+                message=message,
+                incident_id=parse_ref(ref) if ref is not None else None,
+                data=data,
+            )
+
+    def _context(
+        self,
+        incident: Incident,
+        env: EnvironmentConfig,
+        report: Callable[[str], None] | None = None,
+    ) -> StepContext:
+        shared: dict[str, Any] = {}
+        for step in incident.steps:
+            if step.status in {s.value for s in STEP_DONE} and step.result:
+                shared[step.kind] = step.result
+        return StepContext(
+            incident_id=incident.id,
+            settings=self.settings,
+            environment=env,
+            report=report or (lambda _text: None),
+            audit=lambda kind, message, data: self.note(
+                incident.id, "rollbot", kind, message, data
+            ),
+            shared=shared,
+        )

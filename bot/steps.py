@@ -1,0 +1,223 @@
+"""Steps: every action rollbot takes is a Step with ``plan()`` and ``run()``.
+
+``plan()`` is the human-readable preview shown before approval (target, restore
+point, what data may be lost, estimated duration); ``run()`` does the work and
+reports progress. Step kinds are registered by name so a persisted step row
+(kind + JSON params) can be rebuilt in any process. Providers register their
+own kinds (``postgres.restore``, ...); the core only knows the protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from bot.config import EnvironmentConfig, Settings
+from bot.errors import RollbotError
+from bot.redact import redact
+
+Reporter = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a step will do, shown to people before they approve it."""
+
+    title: str
+    target: str
+    action: str
+    data_loss: str = "none"
+    restore_point: str | None = None
+    estimated: str | None = None
+    details: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        out = [f"{self.title}", f"  target: {self.target}", f"  action: {self.action}"]
+        if self.restore_point:
+            out.append(f"  restore point: {self.restore_point}")
+        out.append(f"  data that may be lost: {self.data_loss}")
+        if self.estimated:
+            out.append(f"  estimated duration: {self.estimated}")
+        out += [f"  - {d}" for d in self.details]
+        return [redact(line) for line in out]
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+
+@dataclass(frozen=True)
+class StepResult:
+    ok: bool
+    summary: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    """What a running step may use: its environment, a progress reporter, an audit hook."""
+
+    incident_id: int
+    settings: Settings
+    environment: EnvironmentConfig
+    report: Reporter
+    audit: Callable[[str, str, dict[str, Any]], None]
+    shared: dict[str, Any] = field(default_factory=dict)  # results of earlier steps
+
+    def heartbeat(self) -> None:
+        """Called by long steps; the executor refreshes the step's lease."""
+
+
+class Step(Protocol):
+    kind: ClassVar[str]
+    destructive: ClassVar[bool]
+
+    def plan(self, ctx: StepContext) -> Plan: ...
+
+    def run(self, ctx: StepContext) -> StepResult: ...
+
+
+StepFactory = Callable[..., Step]
+_REGISTRY: dict[str, type] = {}
+
+
+def register_step(cls: type) -> type:
+    """Class decorator: make a step kind constructible from its persisted params."""
+    _REGISTRY[cls.kind] = cls  # type: ignore[attr-defined]
+    return cls
+
+
+def build_step(kind: str, params: dict[str, Any]) -> Step:
+    try:
+        cls = _REGISTRY[kind]
+    except KeyError:
+        raise RollbotError(f"step kind {kind!r} is not available in this rollbot build") from None
+    return cls(**params)
+
+
+def registered_kinds() -> set[str]:
+    return set(_REGISTRY)
+
+
+COMMAND_NAMES = ("generate", "migrate", "integration_tests", "app_rollback")
+
+
+@register_step
+@dataclass
+class CommandStep:
+    """Run one of the team's configured commands (never text typed in chat).
+
+    The command runs in its own process group so a timeout ends all of it; the
+    tail of its output is reported as it arrives.
+    """
+
+    command: str
+    tail_lines: int = 20
+    kind: ClassVar[str] = "command"
+    destructive: ClassVar[bool] = False
+
+    def _shell(self, env: EnvironmentConfig) -> str:
+        if self.command not in COMMAND_NAMES:
+            raise RollbotError(
+                f"unknown command {self.command!r}; valid: {', '.join(COMMAND_NAMES)}"
+            )
+        value = getattr(env.commands, self.command)
+        if not value:
+            raise RollbotError(
+                f"environment {env.name!r} has no '{self.command}' command configured "
+                f'([environments.{env.name}.commands] {self.command} = "...")'
+            )
+        return value
+
+    def plan(self, ctx: StepContext) -> Plan:
+        env = ctx.environment
+        shell = (
+            self._shell(env) if getattr(env.commands, self.command, None) else "(not configured)"
+        )
+        return Plan(
+            title=f"Run the team's {self.command.replace('_', ' ')} command",
+            target=f"{env.name} ({env.tier})",
+            action=f"`{shell}` in {env.commands.workdir}, timeout {env.commands.timeout_seconds}s",
+            data_loss="none by rollbot itself; depends on the command",
+        )
+
+    def run(self, ctx: StepContext) -> StepResult:
+        env = ctx.environment
+        shell = self._shell(env)
+        ctx.audit(
+            "command",
+            f"Command started: {self.command}: {shell}",
+            {"cwd": str(env.commands.workdir)},
+        )
+        tail: deque[str] = deque(maxlen=self.tail_lines)
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            ["bash", "-c", shell],
+            cwd=env.commands.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        timer = threading.Timer(env.commands.timeout_seconds, lambda: _kill_group(proc), args=())
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                tail.append(redact(line.rstrip()))
+                ctx.report("\n".join(tail))
+                ctx.heartbeat()
+            code = proc.wait()
+        finally:
+            timer.cancel()
+        elapsed = time.monotonic() - started
+        timed_out = elapsed >= env.commands.timeout_seconds and code < 0
+        summary = (
+            f"`{self.command}` timed out after {env.commands.timeout_seconds}s"
+            if timed_out
+            else f"`{self.command}` exited {code} after {elapsed:.1f}s"
+        )
+        ctx.audit(
+            "command",
+            f"Command finished: {self.command}: exit {code}",
+            {"seconds": round(elapsed, 2)},
+        )
+        return StepResult(code == 0, summary, {"exit_code": code, "tail": list(tail)})
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@register_step
+@dataclass
+class ManualStep:
+    """A step a person does outside rollbot (e.g. "update DATABASE_URL and redeploy").
+
+    Running it records that the person confirmed it; nothing else happens.
+    """
+
+    title: str
+    instructions: str
+    kind: ClassVar[str] = "manual"
+    destructive: ClassVar[bool] = False
+
+    def plan(self, ctx: StepContext) -> Plan:
+        return Plan(
+            title=self.title,
+            target=f"{ctx.environment.name} ({ctx.environment.tier})",
+            action=f"a person does this: {self.instructions}",
+        )
+
+    def run(self, ctx: StepContext) -> StepResult:
+        return StepResult(True, f"confirmed by a person: {self.title}")

@@ -1,0 +1,192 @@
+"""Incident commands for the terminal: list, audit, approve, run, tick, resolve, cancel, step."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bot.runbook import RUNBOOK
+
+from bot.audit import format_timeline, timeline
+from bot.executor import NullSink
+from bot.models import Incident, Step
+from bot.service import parse_ref
+from bot.steps import StepResult
+from handlers.runtime import default_actor, start_runtime
+
+
+class TerminalSink(NullSink):
+    """Step progress on stderr, results on stdout."""
+
+    def step_started(self, incident: Incident, step: Step) -> None:
+        print(f"[{incident.ref}] step {step.seq}: {step.title} ...", flush=True)
+
+    def step_progress(self, incident: Incident, step: Step, text: str) -> None:
+        last = text.splitlines()[-1] if text else ""
+        print(f"    {last}", file=sys.stderr, flush=True)
+
+    def step_finished(self, incident: Incident, step: Step, result: StepResult) -> None:
+        mark = "ok" if result.ok else "FAILED"
+        print(f"[{incident.ref}] step {step.seq} {mark}: {result.summary}", flush=True)
+
+
+def _actor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--as", dest="actor", help="who you are (default: $ROLLBOT_ACTOR or your login)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("incidents", help="list open incidents")
+    p.add_argument("--all", action="store_true", help="include resolved and cancelled")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("audit", help="print an incident's timeline (audit trail)")
+    p.add_argument("incident", help="incident id, e.g. INC-3")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("approve", help="approve an incident's plan")
+    p.add_argument("incident")
+    _actor(p)
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("run", help="start an approved incident and run its steps here")
+    p.add_argument("incident")
+    _actor(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("tick", help="tick (or --untick) a checklist item")
+    p.add_argument("incident")
+    p.add_argument("item", help="checklist item id (see `rollbot show INCIDENT`)")
+    p.add_argument("--untick", action="store_true")
+    _actor(p)
+    p.set_defaults(func=cmd_tick)
+
+    p = sub.add_parser("resolve", help="resolve an incident")
+    p.add_argument("incident")
+    p.add_argument(
+        "--confirm-unticked",
+        action="store_true",
+        help="resolve although checklist items are unticked",
+    )
+    _actor(p)
+    p.set_defaults(func=cmd_resolve)
+
+    p = sub.add_parser("cancel", help="cancel an incident")
+    p.add_argument("incident")
+    p.add_argument("--reason", default="")
+    _actor(p)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("step", help="decide what happens to an interrupted step")
+    p.add_argument("incident")
+    p.add_argument("step", type=int, help="step number (seq) as shown by `rollbot show`")
+    p.add_argument("decision", choices=["retry", "skip", "abandon"])
+    _actor(p)
+    p.set_defaults(func=cmd_step)
+
+    p = sub.add_parser("show", help="show an incident: state, plan, steps, approvals, checklists")
+    p.add_argument("incident")
+    p.set_defaults(func=cmd_show)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    incidents = rt.bot.open_incidents()
+    if not incidents:
+        print("no open incidents")
+    for i in incidents:
+        print(
+            f"{i.ref:<8} {i.state:<18} {i.environment or '-':<12} {i.method or '-':<16} {i.description}"
+        )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    incident = rt.bot.get(args.incident)
+    with rt.bot.store.session() as session:
+        lines = format_timeline(timeline(session, incident.id))
+    print(f"{incident.ref}: {incident.description or '(no description)'} [{incident.state}]")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    bot = rt.bot
+    i = bot.get(args.incident)
+    print(
+        f"{i.ref} [{i.state}] {i.environment or '-'} ({i.tier or '-'}) requested by {i.requester}"
+    )
+    print(f"  path: {' > '.join(i.answers) or '(not triaged)'}   method: {i.method or '-'}")
+    if i.tier and i.plan_hash:
+        valid, needed = bot.approval_status(i)
+        print(f"  approvals: {valid}/{needed} valid")
+    for s in i.steps:
+        print(f"  step {s.seq} [{s.status}] {s.title}" + (f": {s.error}" if s.error else ""))
+    ticks = bot.ticks(i.id)
+    for title, items in (("before", RUNBOOK.before_checklist), ("after", RUNBOOK.after_checklist)):
+        print(f"  checklist ({title}):")
+        for item in items:
+            t = ticks.get(item.id)
+            mark = "x" if t and t.ticked else " "
+            print(f"    [{mark}] {item.id}: {item.text}")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    outcome = rt.bot.approve(args.incident, args.actor or default_actor())
+    ref = outcome.incident.ref
+    print(
+        f"{ref}: approved ({outcome.valid}/{outcome.needed})"
+        + (f"; run: rollbot run {ref}" if outcome.satisfied else "")
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    incident = rt.bot.get(args.incident)
+    if incident.state != "running":
+        incident = rt.bot.start(args.incident, args.actor or default_actor())
+    incident = rt.executor.run_incident(incident.id, TerminalSink())
+    print(f"{incident.ref} is {incident.state}")
+    return 0 if incident.state in ("verifying", "resolved") else 1
+
+
+def cmd_tick(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    rt.bot.tick(args.incident, args.item, args.actor or default_actor(), ticked=not args.untick)
+    print(f"INC-{parse_ref(args.incident)}: {'unticked' if args.untick else 'ticked'} {args.item}")
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    incident = rt.bot.resolve(
+        args.incident, args.actor or default_actor(), confirm_unticked=args.confirm_unticked
+    )
+    print(f"{incident.ref} resolved")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    incident = rt.bot.cancel(args.incident, args.actor or default_actor(), args.reason)
+    print(f"{incident.ref} cancelled")
+    return 0
+
+
+def cmd_step(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    incident = rt.bot.get(args.incident)
+    step = next((s for s in incident.steps if s.seq == args.step), None)
+    if step is None:
+        from bot.errors import NotFoundError
+
+        raise NotFoundError(f"{incident.ref} has no step {args.step}")
+    incident = rt.bot.decide_interrupted(
+        incident.id, step.id, args.actor or default_actor(), args.decision
+    )
+    print(f"{incident.ref} step {args.step}: {args.decision}; incident is {incident.state}")
+    return 0
