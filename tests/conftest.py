@@ -9,6 +9,8 @@ import pytest
 
 from providers.postgres.cluster import ThrowawayCluster
 
+pytest_plugins = ["tests.core_fixtures"]
+
 _db_counter = itertools.count(1)
 
 
