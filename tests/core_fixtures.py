@@ -1,0 +1,97 @@
+"""Settings and a Rollbot on SQLite or a real PostgreSQL, for the core tests."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bot.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.service import Rollbot
+
+CONFIG = """
+[approvals]
+users = ["alice", "bob", "carol"]
+
+[approvals.production]
+min_approvals = 1
+requester_may_approve = false
+ttl_minutes = 30
+
+[environments.development]
+tier = "development"
+database_url_env = "ROLLBOT_TEST_DEV_URL"
+backups = "{backups}/development"
+
+[environments.staging]
+tier = "staging"
+database_url_env = "ROLLBOT_TEST_STAGING_URL"
+backups = "{backups}/staging"
+
+[environments.production]
+tier = "production"
+database_url_env = "ROLLBOT_TEST_PROD_URL"
+backups = "{backups}/production"
+
+[environments.production.commands]
+app_rollback = "{app_rollback}"
+timeout_seconds = 120
+"""
+
+
+def write_config(
+    tmp_path: Path, state_url: str, app_rollback: str = "echo app rolled back"
+) -> Path:
+    path = tmp_path / "rollbot.toml"
+    body = CONFIG.format(backups=tmp_path / "backups", app_rollback=app_rollback)
+    path.write_text(
+        f'database_url = "{state_url}"\naudit_log = "audit.log"\n' + textwrap.dedent(body)
+    )
+    return path
+
+
+class Clock:
+    """A clock the tests move forward (approval expiry)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, state_url: str) -> Settings:
+    return load_settings(write_config(tmp_path, state_url))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def bot(settings: Settings, clock: Clock) -> Iterator[Rollbot]:
+    from bot.service import Rollbot
+    from handlers.runtime import register_provider_steps
+
+    register_provider_steps()
+    rollbot = Rollbot.open(settings, clock=clock)
+    yield rollbot
+    rollbot.store.dispose()
