@@ -194,3 +194,93 @@ def test_password_literals_are_masked(pg_url: str) -> None:
     texts = " ".join(b.query for b in listing.backends)
     assert "PASSWORD '***'" in texts
     assert "hunter2secret" not in texts
+
+
+# --- the `rollbot triage` command ------------------------------------------------------------
+
+
+@pytest.fixture
+def triage_config(tmp_path, monkeypatch: pytest.MonkeyPatch, pg_url: str):
+    path = tmp_path / "rollbot.toml"
+    path.write_text(
+        "[environments.dev]\n"
+        'tier = "development"\n'
+        'database_url_env = "TRIAGE_DEV_URL"\n'
+        "[environments.prod]\n"
+        'tier = "production"\n'
+        'database_url_env = "TRIAGE_PROD_URL"\n'
+    )
+    monkeypatch.setenv("TRIAGE_DEV_URL", pg_url)
+    monkeypatch.setenv("TRIAGE_PROD_URL", pg_url)
+    return str(path)
+
+
+def test_cli_lists_and_terminates_on_development(
+    pg_cluster, pg_url: str, blocked_alter: BlockedAlter, triage_config: str, capsys
+) -> None:
+    from handlers.cli import main
+
+    wait_for_block(pg_url, blocked_alter.holder_pid)
+    assert main(["--config", triage_config, "triage", "--env", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert "environment dev (development)" in out
+    assert f"pid {blocked_alter.holder_pid} [idle in transaction" in out
+    assert "blocking tree" in out and "└─ pid" in out
+    assert pg_cluster.password not in out
+
+    code = main(
+        [
+            "--config",
+            triage_config,
+            "triage",
+            "--env",
+            "dev",
+            "--terminate",
+            str(blocked_alter.holder_pid),
+            "--yes",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "ROLLED BACK" in out and "backend is gone" in out
+    assert blocked_alter.done.wait(15)
+    assert columns(pg_url) == ["id", "new_column"]
+    assert pg_cluster.password not in out
+
+
+def test_cli_confirmation_prompt_aborts(
+    pg_url: str, blocked_alter: BlockedAlter, triage_config: str, capsys, monkeypatch
+) -> None:
+    from handlers.cli import main
+
+    wait_for_block(pg_url, blocked_alter.holder_pid)
+    monkeypatch.setattr("builtins.input", lambda prompt="": "no")
+    pid = str(blocked_alter.holder_pid)
+    assert main(["--config", triage_config, "triage", "--env", "dev", "--terminate", pid]) == 1
+    assert "aborted; nothing was done" in capsys.readouterr().out
+    assert blocked_alter.holder_pid in activity(pg_url).pids
+    monkeypatch.setattr("builtins.input", lambda prompt="": pid)
+    assert main(["--config", triage_config, "triage", "--env", "dev", "--terminate", pid]) == 0
+    assert blocked_alter.done.wait(15)
+
+
+def test_cli_refuses_production_and_bad_pids(
+    pg_url: str, blocked_alter: BlockedAlter, triage_config: str, capsys
+) -> None:
+    from handlers.cli import main
+
+    wait_for_block(pg_url, blocked_alter.holder_pid)
+    pid = str(blocked_alter.holder_pid)
+    argv = ["--config", triage_config, "triage", "--env", "prod", "--terminate", pid, "--yes"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "production" in err and "incident" in err
+    assert blocked_alter.holder_pid in activity(pg_url).pids
+
+    assert main(["--config", triage_config, "triage", "--env", "dev", "--cancel", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rollbot: PID 'abc' is not an integer; valid PIDs:")
+    assert "Traceback" not in err
+    assert main(["--config", triage_config, "triage", "--env", "nope"]) == 2
+    assert "unknown environment 'nope'" in capsys.readouterr().err
+    assert not blocked_alter.done.is_set()
