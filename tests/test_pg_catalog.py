@@ -28,6 +28,8 @@ CREATE TABLE posts (
     user_id int NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     body jsonb
 );
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch();
 CREATE VIEW active_users AS SELECT id, email FROM users WHERE status = 'active';
 CREATE SCHEMA drizzle;
 CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint);
@@ -163,3 +165,37 @@ def test_column_order_does_not_matter(pg_cluster: ThrowawayCluster) -> None:
     with psycopg.connect(b, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (y text, x int)")
     assert diff_schemas(describe(a), describe(b)) == []
+
+
+def test_function_and_trigger_changes(two_dbs: tuple[str, str]) -> None:
+    diff = change_and_diff(
+        two_dbs,
+        "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN NEW.plan := 'x'; RETURN NEW; END $$; DROP TRIGGER users_touch ON users",
+    )
+    assert diff[0] == "trigger users.users_touch only in before"
+    assert diff[1].startswith("function touch(): definition differs")
+    assert len(diff) == 2
+
+
+def test_dump_and_restore_round_trip_is_equal(
+    pg_cluster: ThrowawayCluster, two_dbs: tuple[str, str], tmp_path
+) -> None:
+    """The drill relies on this: a restored database describes exactly like the original."""
+    import subprocess
+
+    target = pg_cluster.create_database(f"cat_{next(_counter)}")
+    dump = tmp_path / "db.dump"
+    env = {"PGPASSWORD": pg_cluster.password, "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        [str(pg_cluster.bindir / "pg_dump"), "-Fc", "-f", str(dump), "-d", two_dbs[0]],
+        check=True,
+        env=env,
+    )
+    subprocess.run(
+        [str(pg_cluster.bindir / "pg_restore"), "--no-owner", "-d", target, str(dump)],
+        check=True,
+        env=env,
+    )
+    assert diff_schemas(describe(two_dbs[0]), describe(target)) == []
+    assert describe(target).functions

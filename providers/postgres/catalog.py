@@ -8,7 +8,7 @@ reads: ``column users.new_column only in after``.
 
 Definitions come from PostgreSQL's own deparsers (``format_type``,
 ``pg_get_expr``, ``pg_get_constraintdef``, ``pg_get_indexdef``,
-``pg_get_viewdef``, ``pg_get_triggerdef``), so equal text means equal objects.
+``pg_get_viewdef``, ``pg_get_triggerdef``, ``pg_get_functiondef``), so equal text means equal objects.
 drizzle's tracking schema is excluded by default: it changes with every
 migration and is compared separately (see ``providers.postgres.verify``).
 """
@@ -65,6 +65,7 @@ class SchemaDescription:
     enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sequences: Mapping[str, Sequence] = field(default_factory=dict)
     views: Mapping[str, str] = field(default_factory=dict)  # name -> kind + definition
+    functions: Mapping[str, str] = field(default_factory=dict)  # name(args) -> definition
 
     def table(self, name: str) -> Table:
         return self.tables[name]
@@ -96,7 +97,7 @@ def describe_schema(
     *,
     exclude: Iterable[str] = DEFAULT_EXCLUDED_SCHEMAS,
 ) -> SchemaDescription:
-    """Read tables, columns, constraints, indexes, triggers, enums, sequences and views.
+    """Read tables, columns, constraints, indexes, triggers, enums, sequences, views, functions.
 
     ``schemas=None`` reads every non-system schema. Schemas in ``exclude``
     (drizzle's tracking schema by default) are never read.
@@ -222,7 +223,21 @@ def describe_schema(
         label = "materialized view" if kind == "m" else "view"
         views[_display(schema, name)] = f"{label}: {definition.strip()}"
 
-    return SchemaDescription(names, tables, enums, sequences, views)
+    functions: dict[str, str] = {}
+    for schema, signature, definition in conn.execute(
+        """
+        SELECT n.nspname, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+               pg_get_functiondef(p.oid)
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = ANY(%s) AND p.prokind IN ('f', 'p')
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                          AND d.objid = p.oid AND d.deptype = 'e')
+        """,
+        (ns,),
+    ):
+        functions[_display(schema, signature)] = definition.strip()
+
+    return SchemaDescription(names, tables, enums, sequences, views, functions)
 
 
 def _only_in(
@@ -308,4 +323,5 @@ def diff_schemas(
                     + _changed(attr.replace("_", " "), getattr(sa, attr), getattr(sb, attr), labels)
                 )
     out += _diff_definitions("view", "", a.views, b.views, labels)
+    out += _diff_definitions("function", "", a.functions, b.functions, labels)
     return out
