@@ -13,7 +13,7 @@ from bot.redact import redact
 from providers.drizzle.apply import apply_migrations
 from providers.drizzle.journal import read_journal
 from providers.postgres.cluster import ThrowawayCluster
-from providers.postgres.verify import tracking_identifier, verify_database
+from providers.postgres.verify import tracking_identifiers, verify_database
 
 pytestmark = pytest.mark.postgres
 
@@ -118,7 +118,7 @@ def test_hostile_table_name_is_quoted(pg_url: str) -> None:
     report = verify_database(pg_url, migrations_table='x"; DROP TABLE users; --')
     assert not report.table_found and not report.ok
     with pytest.raises(ProviderError, match="must look like"):
-        tracking_identifier("a.b.c")
+        tracking_identifiers("a.b.c")
 
 
 def test_smoke_queries_are_read_only_and_time_limited(pg_url: str) -> None:
@@ -160,3 +160,12 @@ def test_unreachable_server_is_a_clear_error(pg_cluster: ThrowawayCluster) -> No
     with pytest.raises(ProviderError, match="cannot connect") as info:
         verify_database(url)
     assert pg_cluster.password not in str(info.value)
+
+
+def test_bare_table_name_also_found_in_drizzle_schema(pg_url: str, tmp_path: Path) -> None:
+    """drizzle (and our applier) put a bare ``migrationsTable`` in the ``drizzle`` schema."""
+    journal = read_journal(make_folder(tmp_path, MIGRATIONS))
+    apply_migrations(pg_url, journal, table="custom_migrations")
+    report = verify_database(pg_url, migrations_table="custom_migrations", journal=journal)
+    assert report.ok, report.problems
+    assert report.applied_count == 3

@@ -98,12 +98,20 @@ class VerificationReport:
         return [redact(line) for line in out]
 
 
-def tracking_identifier(name: str) -> sql.Composable:
-    """``schema.table`` or ``table`` (found through the search path), quoted safely."""
+def tracking_identifiers(name: str) -> list[sql.Identifier]:
+    """Where the table may live, quoted safely, in the order to look.
+
+    ``schema.table`` is exact. A bare ``table`` is looked up through the search
+    path (the runbook's ``_drizzle_migrations``) and then in the ``drizzle``
+    schema, which is where drizzle puts a custom ``migrationsTable`` when no
+    ``migrationsSchema`` is set (and where the built-in applier writes it).
+    """
     schema, dot, table = name.rpartition(".")
     if not table or (dot and not schema) or "." in schema:
         raise ProviderError(f"migrations table {name!r} must look like 'table' or 'schema.table'")
-    return sql.Identifier(schema, table) if dot else sql.Identifier(table)
+    if dot:
+        return [sql.Identifier(schema, table)]
+    return [sql.Identifier(table), sql.Identifier("drizzle", table)]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -112,11 +120,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _read_tracking(
-    conn: psycopg.Connection, report: VerificationReport, ident: sql.Composable
+    conn: psycopg.Connection, report: VerificationReport, candidates: list[sql.Identifier]
 ) -> list[AppliedMigration]:
     """All rows newest first, or [] with a finding when the table is missing or unreadable."""
-    found = conn.execute("SELECT to_regclass(%s)", (ident.as_string(conn),)).fetchone()
-    if found is None or found[0] is None:
+    ident = None
+    for candidate in candidates:
+        found = conn.execute("SELECT to_regclass(%s)", (candidate.as_string(conn),)).fetchone()
+        if found is not None and found[0] is not None:
+            ident = candidate
+            break
+    if ident is None:
         report.problems.append(
             f"migrations table {report.migrations_table} does not exist: this database was never "
             "migrated, or the table is configured under another name (migrations_table)"
@@ -250,11 +263,11 @@ def verify_database(
     before the newest migration. A smoke query passes when it runs without error
     within the timeout; if it returns a single boolean, that value must be true.
     """
-    ident = tracking_identifier(migrations_table)
+    candidates = tracking_identifiers(migrations_table)
     report = VerificationReport(database=describe(url), migrations_table=migrations_table)
     timeout_ms = max(1, int(timeout_seconds * 1000))
     with connect(url, autocommit=True) as conn:
-        rows = _read_tracking(conn, report, ident)
+        rows = _read_tracking(conn, report, candidates)
         report.applied_count = len(rows)
         if report.table_found and journal is not None:
             rows = _compare_with_journal(report, rows, journal, expected_head)
