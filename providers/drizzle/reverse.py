@@ -21,7 +21,6 @@ statement that cannot run inside a transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pglast import ast, parse_sql
@@ -633,9 +632,32 @@ def draft_reverse(
     return draft
 
 
-def iter_needs(draft: ReverseDraft) -> Iterator[str]:
-    for n in draft.needs_person:
-        yield str(n)
+def label(st: Statement) -> str:
+    """A few words for a person: ``create table users``, ``drop column users.email``."""
+    node = _Drafter._unwrap(st.node) or st.node
+    if isinstance(node, ast.AlterTableStmt) and node.cmds:
+        cmd = node.cmds[0]
+        what = cmd.subtype.name.removeprefix("AT_")
+        words = re.sub(r"(?<!^)(?=[A-Z])", " ", what).lower()
+        subject = (
+            cmd.name or getattr(cmd.def_, "colname", None) or getattr(cmd.def_, "conname", None)
+        )
+        text = f"{words} {node.relation.relname}" + (f".{subject}" if subject else "")
+        return text + (f" (+{len(node.cmds) - 1})" if len(node.cmds) > 1 else "")
+    if isinstance(node, ast.CreateStmt):
+        return f"create table {node.relation.relname}"
+    if isinstance(node, ast.IndexStmt):
+        return f"create index {node.idxname}"
+    if isinstance(node, ast.DropStmt):
+        kind = node.removeType.name.removeprefix("OBJECT_").lower()
+        return f"drop {kind}"
+    if isinstance(node, ast.CreateEnumStmt):
+        return f"create type {_names(node.typeName)[-1]}"
+    if isinstance(node, ast.AlterEnumStmt):
+        return f"alter type {_names(node.typeName)[-1]}"
+    if isinstance(node, ast.RenameStmt):
+        return f"rename to {node.newname}"
+    return type(node).__name__.removesuffix("Stmt").lower()
 
 
 # ---- the runbook's two scenarios as direct actions -----------------------------------
