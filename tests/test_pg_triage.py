@@ -98,6 +98,8 @@ def test_finds_blocker_and_terminate_lets_alter_finish(
     tree = listing.tree_lines()
     assert tree[0].startswith(f"pid {blocked_alter.holder_pid} [idle in transaction")
     assert any(line.strip().startswith(f"└─ pid {alter.pid}") for line in tree)
+    assert tree[1].strip() == "holds AccessExclusiveLock on t"
+    assert "ClientRead" not in tree[0]
     assert listing.own_pid not in listing.pids
 
     preview = plan(listing, blocked_alter.holder_pid, "terminate")

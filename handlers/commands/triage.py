@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
     if pid is None:
         return 0
     action = "cancel" if args.cancel is not None else "terminate"
-    preview = plan(listing, pid, action)  # validates the PID before anything else
     if env.tier == "production":
         print(
             f"rollbot: {env.name} is production: {action} must go through an incident and its "
@@ -63,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    preview = plan(listing, pid, action)  # validates the PID before anything is asked
     print()
     print(redact(preview))
     if not args.yes and not _confirm(str(pid)):

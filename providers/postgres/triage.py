@@ -74,7 +74,9 @@ class Backend:
         return [lock for lock in self.locks if not lock.granted]
 
     def summary(self) -> str:
-        wait = f" waiting on {self.wait_event}" if self.wait_event else ""
+        # An idle session "waits" for its client to send something: not worth showing.
+        shown = self.wait_event and not self.wait_event.startswith("Client:")
+        wait = f" waiting on {self.wait_event}" if shown else ""
         return (
             f"pid {self.pid} [{self.state}{wait}] {_duration(self.query_seconds)} "
             f"(transaction {_duration(self.xact_seconds)}) {self.user or '?'}"
@@ -130,7 +132,7 @@ class ActivityListing:
                 return
             seen.add(b.pid)
             out.append(prefix + b.summary())
-            for lock in b.waits:
+            for lock in b.locks:
                 out.append("  " * (depth + 1) + f"   {lock}")
             for child in self.blocked_by_me(b.pid):
                 walk(child, depth + 1)
