@@ -93,3 +93,26 @@ def test_cli_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrations", "show", "--migrations", str(folder), "-n", "2"]) == 0
     out = capsys.readouterr().out
     assert out.index("0002_c.sql") < out.index("0001_b.sql") and "0000_a" not in out
+
+
+def test_cli_status_from_env_config(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_folder(tmp_path / "migrations", FILES)
+    apply_migrations(pg_url, read_journal(folder), table="ops.migs")
+    config = tmp_path / "rollbot.toml"
+    config.write_text(
+        "[environments.staging]\n"
+        'tier = "staging"\n'
+        'database_url_env = "ROLLBOT_TEST_STAGING_DB"\n'
+        f'migrations_dir = "{folder}"\n'
+        'migrations_table = "ops.migs"\n'
+    )
+    monkeypatch.setenv("ROLLBOT_TEST_STAGING_DB", pg_url)
+    assert main(["--config", str(config), "migrations", "status", "--env", "staging"]) == 0
+    assert "tracking table ops.migs: 3 applied, 0 pending" in capsys.readouterr().out
+    code = main(["--config", str(config), "migrations", "status", "--env", "nope"])
+    assert code == 2 and "unknown environment 'nope'" in capsys.readouterr().err
+    monkeypatch.delenv("ROLLBOT_TEST_STAGING_DB")
+    assert main(["--config", str(config), "migrations", "status", "--env", "staging"]) == 2
+    assert "ROLLBOT_TEST_STAGING_DB is not set" in capsys.readouterr().err
