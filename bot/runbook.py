@@ -525,11 +525,11 @@ DEV_RESET = Method(
     steps=(
         ProcedureStep(
             "Drop the database",
-            ('psql "$ADMIN_DATABASE_URL" -c "DROP DATABASE IF EXISTS app_dev WITH (FORCE)"',),
+            ('psql "$ADMIN_DATABASE_URL" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)"',),
             note="rollbot refuses this method for staging and production environments.",
         ),
         ProcedureStep(
-            "Re-create the database", ('psql "$ADMIN_DATABASE_URL" -c "CREATE DATABASE app_dev"',)
+            "Re-create the database", ('psql "$ADMIN_DATABASE_URL" -c "CREATE DATABASE $DB_NAME"',)
         ),
         ProcedureStep("Re-run migrations from scratch", ("npm run db:migrate",)),
         ProcedureStep("Verify", (_VERIFY_MIGRATIONS,), note=_VERIFY_NOTE),
