@@ -308,3 +308,43 @@ def test_crafted_round_trip_on_postgres(pg_url: str) -> None:
     apply_sql(pg_url, draft.sql, "reverse")
     with psycopg.connect(pg_url) as conn:
         assert diff_schemas(before, describe_schema(conn)) == []
+
+
+def test_enum_add_value_recreates_the_type_from_old_labels() -> None:
+    model = users_model()
+    model.tables[("public", "users")].columns["m"] = OldColumn(
+        "m", '"public"."mood"', True, "'sad'::mood"
+    )
+    d = draft_of(
+        "ALTER TYPE \"public\".\"mood\" ADD VALUE 'meh' BEFORE 'happy';"
+        + BP
+        + 'ALTER TYPE "public"."mood" ADD VALUE \'ok\';',
+        model,
+    )
+    assert d.statements == [
+        'ALTER TABLE "public"."users" ALTER COLUMN "m" DROP DEFAULT;',
+        'ALTER TABLE "public"."users" ALTER COLUMN "m" SET DATA TYPE text;',
+        'DROP TYPE "public"."mood";',
+        "CREATE TYPE \"public\".\"mood\" AS ENUM('sad', 'happy');",
+        'ALTER TABLE "public"."users" ALTER COLUMN "m" SET DATA TYPE "public"."mood" USING "m"::"public"."mood";',
+        'ALTER TABLE "public"."users" ALTER COLUMN "m" SET DEFAULT \'sad\'::mood;',
+    ]
+    assert d.needs_person == [] and any("fails if any row holds" in w for w in d.warnings)
+
+
+@pytest.mark.postgres
+def test_enum_round_trip_on_postgres(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TYPE \"Mood\" AS ENUM('sad', 'happy');"
+            'CREATE TABLE t (id int, m "Mood" NOT NULL DEFAULT \'sad\', n "Mood");'
+            "CREATE INDEX t_m_idx ON t (m); INSERT INTO t VALUES (1, 'happy', NULL);"
+        )
+        before = describe_schema(conn)
+    migration = "ALTER TYPE \"public\".\"Mood\" ADD VALUE 'meh' BEFORE 'happy';"
+    draft = draft_statements(parse_migration(migration, "m.sql"), "m.sql", from_catalog(before))
+    apply_sql(pg_url, migration)
+    apply_sql(pg_url, draft.sql, "reverse")
+    with psycopg.connect(pg_url) as conn:
+        assert diff_schemas(before, describe_schema(conn)) == []
+        assert conn.execute("SELECT m::text FROM t").fetchone() == ("happy",)

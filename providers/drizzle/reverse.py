@@ -481,11 +481,29 @@ class _Drafter:
             old = node.oldVal.replace("'", "''")
             new = node.newVal.replace("'", "''")
             return _Out([f"ALTER TYPE {target} RENAME VALUE '{new}' TO '{old}';"])
-        return self.needs(
-            st,
-            f"PostgreSQL cannot remove value '{node.newVal}' from enum {parts[-1]}; "
-            "leaving it is harmless, removing it means re-creating the type",
+        schema, name = (parts[0], parts[1]) if len(parts) == 2 else ("public", parts[0])
+        values = self.old.enums.get((schema, name)) if self.old else None
+        if values is None:
+            return self.needs(
+                st,
+                f"PostgreSQL cannot remove value '{node.newVal}' from enum {name}, and the old "
+                "labels are unknown; leaving it is harmless, removing it means re-creating the type",
+            )
+        if f"enum:{schema}.{name}" in self.recreated:
+            return _Out()  # an earlier ADD VALUE's reverse already re-created the whole type
+        self.recreated.add(f"enum:{schema}.{name}")
+        users = enum_columns(self.old, schema, name)
+        if users is None:
+            return self.needs(
+                st,
+                f"enum {name} is used by an array column; re-create the type without "
+                f"'{node.newVal}' by hand",
+            )
+        self.draft.warnings.append(
+            f"enum {name} is re-created without its new label(s): this fails if any row holds "
+            f"'{node.newVal}'; update those rows first"
         )
+        return _Out(recreate_enum_sql(schema, name, values, users))
 
     def rename(self, st: Statement, node: ast.RenameStmt) -> _Out:
         kind = node.renameType
@@ -527,6 +545,45 @@ class _Drafter:
 
     def create_sequence(self, st: Statement, node: ast.CreateSeqStmt) -> _Out:
         return _Out([f"DROP SEQUENCE {_q(node.sequence)};"])
+
+
+def _type_key(type_text: str) -> str:
+    text = type_text.replace('"', "")
+    return text.removeprefix("public.")
+
+
+def enum_columns(old: OldSchema, schema: str, name: str) -> list[tuple[OldTable, str]] | None:
+    """Columns of type ``schema.name`` in the old schema; None if an array column uses it."""
+    wanted = {_type_key(qname(schema, name)), _type_key(f"{schema}.{name}")}
+    found: list[tuple[OldTable, str]] = []
+    for table in old.tables.values():
+        for col in table.columns.values():
+            key = _type_key(col.type)
+            if key in wanted:
+                found.append((table, col.name))
+            elif key.removesuffix("[]") in wanted:
+                return None
+    return found
+
+
+def recreate_enum_sql(
+    schema: str, name: str, values: tuple[str, ...], users: list[tuple[OldTable, str]]
+) -> list[str]:
+    """Drop a label PostgreSQL cannot drop: columns to text, re-create the type, cast back."""
+    typ = qname(schema, name)
+    labels = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    before: list[str] = []
+    after: list[str] = []
+    for table, col in users:
+        column = table.columns[col]
+        target = f"ALTER TABLE {table.qualified} ALTER COLUMN {qi(col)}"
+        if column.default is not None:
+            before.append(f"{target} DROP DEFAULT;")
+        before.append(f"{target} SET DATA TYPE text;")
+        after.append(f"{target} SET DATA TYPE {typ} USING {qi(col)}::{typ};")
+        if column.default is not None:
+            after.append(f"{target} SET DEFAULT {column.default};")
+    return [*before, f"DROP TYPE {typ};", f"CREATE TYPE {typ} AS ENUM({labels});", *after]
 
 
 def references(definition: str, schema: str, table: str) -> bool:
