@@ -29,6 +29,35 @@ def _verify() -> StepSpec:
     )
 
 
+def _forward_fix(env: EnvironmentConfig, options: dict[str, Any]) -> list[StepSpec]:
+    """Review the drafted reverse, then the team's commands (only from the config), then verify.
+
+    Without a configured migrate command the built-in drizzle applier runs the
+    pending entries (what the drill uses).
+    """
+    review_params = {"entry": options["migration"]} if options.get("migration") else {}
+    steps = [
+        StepSpec(
+            "drizzle.review_reverse",
+            "Identify the problematic migration and draft its reverse",
+            review_params,
+        )
+    ]
+    if env.commands.generate:
+        steps.append(StepSpec("command", "Run `generate`", {"command": "generate"}))
+    if env.commands.migrate:
+        steps.append(StepSpec("command", "Run `migrate`", {"command": "migrate"}))
+    else:
+        steps.append(
+            StepSpec("drizzle.apply", "Apply the pending migrations with the built-in applier")
+        )
+    if env.commands.integration_tests:
+        steps.append(
+            StepSpec("command", "Run `integration_tests`", {"command": "integration_tests"})
+        )
+    return [*steps, _verify()]
+
+
 def _pitr(env: EnvironmentConfig, options: dict[str, Any]) -> list[StepSpec]:
     before = options.get("restore_to")
     if env.provider == "postgres":
@@ -67,17 +96,7 @@ def plan_steps(
     options = options or {}
     RUNBOOK.method(method_id)  # unknown method -> NotFoundError
     if method_id == "forward_fix":
-        steps = [
-            StepSpec(
-                "drizzle.review_reverse", "Identify the problematic migration and draft its reverse"
-            )
-        ]
-        steps += [
-            StepSpec("command", f"Run `{name}`", {"command": name})
-            for name in ("generate", "migrate", "integration_tests")
-            if getattr(env.commands, name)
-        ]
-        return [*steps, _verify()]
+        return _forward_fix(env, options)
     if method_id == "pitr":
         return _pitr(env, options)
     if method_id == "pg_dump_restore":

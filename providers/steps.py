@@ -1,3 +1,4 @@
 """Registers every provider's step kinds with the core (imported by the composition root)."""
 
+import providers.drizzle.steps
 import providers.postgres.steps  # noqa: F401
