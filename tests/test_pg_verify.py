@@ -52,6 +52,16 @@ def test_missing_tracking_table_is_a_finding(pg_url: str, tmp_path: Path) -> Non
     assert "PROBLEMS FOUND" in report.lines()[0]
 
 
+def test_missing_tracking_table_without_journal_is_a_warning(pg_url: str) -> None:
+    report = verify_database(pg_url)
+    assert report.ok and not report.table_found
+    assert report.problems == []
+    assert any(
+        line.startswith("warning: migrations table drizzle.__drizzle_migrations does not exist")
+        for line in report.lines()
+    )
+
+
 def test_head_matches_after_full_migration(pg_url: str, tmp_path: Path) -> None:
     journal = read_journal(make_folder(tmp_path, MIGRATIONS))
     apply_migrations(pg_url, journal)
@@ -115,8 +125,13 @@ def test_unqualified_table_name_like_the_runbook(pg_url: str) -> None:
 
 
 def test_hostile_table_name_is_quoted(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE users (id int)")
     report = verify_database(pg_url, migrations_table='x"; DROP TABLE users; --')
-    assert not report.table_found and not report.ok
+    assert not report.table_found
+    assert "does not exist" in report.warnings[0]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('users')").fetchone()[0] is not None
     with pytest.raises(ProviderError, match="must look like"):
         tracking_identifiers("a.b.c")
 

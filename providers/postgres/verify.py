@@ -61,6 +61,7 @@ class VerificationReport:
     table_rows: list[tuple[str, int]] = field(default_factory=list)
     smoke: list[SmokeResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth reading, not a failure
 
     @property
     def ok(self) -> bool:
@@ -95,6 +96,7 @@ class VerificationReport:
                 f"smoke {'pass' if s.ok else 'FAIL'} ({s.seconds:.2f}s): {s.query} -> {s.detail}"
             )
         out += [f"problem: {p}" for p in self.problems]
+        out += [f"warning: {w}" for w in self.warnings]
         return [redact(line) for line in out]
 
 
@@ -120,9 +122,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _read_tracking(
-    conn: psycopg.Connection, report: VerificationReport, candidates: list[sql.Identifier]
+    conn: psycopg.Connection,
+    report: VerificationReport,
+    candidates: list[sql.Identifier],
+    required: bool,
 ) -> list[AppliedMigration]:
-    """All rows newest first, or [] with a finding when the table is missing or unreadable."""
+    """All rows newest first, or [] with a finding when the table is missing or unreadable.
+
+    A missing table is a problem when migrations are expected (a journal with
+    entries, or an expected head); otherwise only a warning, since without a
+    journal nothing says this database should have been migrated.
+    """
     ident = None
     for candidate in candidates:
         found = conn.execute("SELECT to_regclass(%s)", (candidate.as_string(conn),)).fetchone()
@@ -130,7 +140,7 @@ def _read_tracking(
             ident = candidate
             break
     if ident is None:
-        report.problems.append(
+        (report.problems if required else report.warnings).append(
             f"migrations table {report.migrations_table} does not exist: this database was never "
             "migrated, or the table is configured under another name (migrations_table)"
         )
@@ -267,7 +277,8 @@ def verify_database(
     report = VerificationReport(database=describe(url), migrations_table=migrations_table)
     timeout_ms = max(1, int(timeout_seconds * 1000))
     with connect(url, autocommit=True) as conn:
-        rows = _read_tracking(conn, report, candidates)
+        required = expected_head is not None or bool(journal and journal.entries)
+        rows = _read_tracking(conn, report, candidates, required)
         report.applied_count = len(rows)
         if report.table_found and journal is not None:
             rows = _compare_with_journal(report, rows, journal, expected_head)
