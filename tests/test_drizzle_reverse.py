@@ -348,3 +348,28 @@ def test_enum_round_trip_on_postgres(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         assert diff_schemas(before, describe_schema(conn)) == []
         assert conn.execute("SELECT m::text FROM t").fetchone() == ("happy",)
+
+
+def test_guard_wrappers_other_conditions_and_no_ops() -> None:
+    wrapped_add = (
+        'DO $$ BEGIN ALTER TABLE "users" ADD COLUMN "nick" text; '
+        "EXCEPTION WHEN duplicate_column THEN null; END $$;"
+    )
+    assert draft_of(wrapped_add).statements == ['ALTER TABLE "users" DROP COLUMN "nick";']
+    noop = draft_of(wrapped_add, users_model())  # nick existed: the ADD did nothing
+    assert noop.statements == [] and any("no-op" in w for w in noop.warnings)
+    changed_fk = (
+        'DO $$ BEGIN ALTER TABLE "users" DROP CONSTRAINT "users_org_fk"; '
+        "EXCEPTION WHEN undefined_object THEN null; END $$;"
+        + BP
+        + 'DO $$ BEGIN ALTER TABLE "users" ADD CONSTRAINT "users_org_fk" FOREIGN KEY ("org_id") '
+        'REFERENCES "public"."orgs"("id") ON DELETE cascade; '
+        "EXCEPTION WHEN duplicate_object THEN null; END $$;"
+    )
+    d = draft_of(changed_fk, users_model())
+    assert d.statements == [
+        'ALTER TABLE "users" DROP CONSTRAINT "users_org_fk";',
+        'ALTER TABLE "public"."users" ADD CONSTRAINT "users_org_fk" FOREIGN KEY ("org_id") '
+        'REFERENCES "public"."orgs"("id");',
+    ]
+    assert d.needs_person == []

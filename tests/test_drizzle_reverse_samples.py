@@ -6,6 +6,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bot.errors import ProviderError
 from providers.drizzle.apply import apply_migrations, apply_sql
 from providers.drizzle.journal import read_journal
 from providers.drizzle.reverse import ReverseDraft, draft_reverse
@@ -47,6 +48,24 @@ def unexplained(diffs: list[str], draft: ReverseDraft) -> list[str]:
     return out
 
 
+def check_one(cluster: ThrowawayCluster, name: str, journal, entry, base: str) -> str | None:
+    """None if the migration changed nothing; "" if its reverse restored 1..k-1; else the failure."""
+    before = describe(base)
+    work = copy_database(cluster, base, f"rev_{entry.idx}_{name.split('__')[0].lower()}")
+    apply_migrations(work, journal, upto=entry.idx)
+    changed = bool(diff_schemas(before, describe(work)))
+    old = previous_snapshot(journal, entry) or from_catalog(before, "catalog of 1..k-1")
+    draft = draft_reverse(journal, entry, before=old)
+    try:
+        apply_sql(work, draft.sql, f"reverse of {entry.tag}")
+    except ProviderError as exc:
+        return f"{entry.tag}: reverse failed to apply: {exc}\n{draft.render()}"
+    rest = unexplained(diff_schemas(before, describe(work), ("1..k-1", "reversed")), draft)
+    if rest:
+        return f"{entry.tag}: {rest}\n{draft.render()}"
+    return "" if changed else None
+
+
 def check_reverse_of_every_entry(
     cluster: ThrowawayCluster, name: str, only: set[int] | None
 ) -> tuple[list[str], int]:
@@ -57,20 +76,10 @@ def check_reverse_of_every_entry(
     changed = 0
     for entry in journal.entries:
         if only is None or entry.idx in only:
-            before = describe(base)
-            work = copy_database(cluster, base, f"rev_{entry.idx}_{name.split('__')[0].lower()}")
-            apply_migrations(work, journal, upto=entry.idx)
-            changed += bool(diff_schemas(before, describe(work)))
-            old = previous_snapshot(journal, entry) or from_catalog(before, "catalog of 1..k-1")
-            draft = draft_reverse(journal, entry, before=old)
-            try:
-                apply_sql(work, draft.sql, f"reverse of {entry.tag}")
-            except Exception as exc:  # collect every failure for one readable report
-                failures.append(f"{entry.tag}: reverse failed to apply: {exc}\n{draft.render()}")
-                continue
-            rest = unexplained(diff_schemas(before, describe(work), ("1..k-1", "reversed")), draft)
-            if rest:
-                failures.append(f"{entry.tag}: {rest}\n{draft.render()}")
+            problem = check_one(cluster, name, journal, entry, base)
+            changed += problem is not None
+            if problem:
+                failures.append(problem)
         apply_migrations(base, journal, upto=entry.idx)
     return failures, changed
 

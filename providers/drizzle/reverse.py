@@ -41,9 +41,15 @@ TABLE_GONE = (
     "use point-in-time restore to get the data"
 )
 
-# drizzle-kit (before 0.24) wraps ADD CONSTRAINT / CREATE TYPE like this.
+# drizzle-kit (before 0.24) wraps ADD CONSTRAINT / CREATE TYPE in
+# ``DO $$ BEGIN ... EXCEPTION WHEN duplicate_object THEN null; END $$``; teams copy
+# the idea for other "already exists / does not exist" errors. One statement
+# inside, nothing but ``null`` in the handler: the inner statement is reversible,
+# unless it was the no-op (checked against the old schema where it is known).
+_GUARD_CONDITIONS = r"(?:duplicate_object|duplicate_column|duplicate_table|undefined_object|undefined_column|undefined_table)"
 _DUPLICATE_WRAPPER = re.compile(
-    r"^\s*BEGIN\s+(?P<inner>.+?);?\s*EXCEPTION\s+WHEN\s+duplicate_object\s+THEN\s+null;\s*END;?\s*$",
+    r"^\s*BEGIN\s+(?P<inner>[^;]+?);?\s*EXCEPTION\s+WHEN\s+"
+    rf"{_GUARD_CONDITIONS}(?:\s+OR\s+{_GUARD_CONDITIONS})*\s+THEN\s+null;\s*END;?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -185,6 +191,7 @@ class _Drafter:
         self.draft = draft
         self.recreated: set[str] = set()
         self.explicitly_dropped = self._explicit_drops()
+        self.guarded = False  # the statement being reversed sat in an exception-guard DO block
 
     # ---- bookkeeping ---------------------------------------------------------
     def _explicit_drops(self) -> set[str]:
@@ -195,6 +202,8 @@ class _Drafter:
                 for cmd in node.cmds:
                     if cmd.subtype == AlterTableType.AT_DropConstraint:
                         names.add(cmd.name)
+                    elif cmd.subtype == AlterTableType.AT_DropColumn:
+                        names.add(f"{node.relation.relname}.{cmd.name}")
             elif isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_INDEX:
                 for obj in node.objects:
                     names.add(_names(obj)[-1])
@@ -228,11 +237,13 @@ class _Drafter:
 
     def reverse(self, st: Statement) -> _Out:
         node = st.node
+        self.guarded = False
         if isinstance(node, ast.DoStmt):
             inner = self._unwrap(node)
             if inner is None:
                 return self.needs(st, "a DO block runs procedural code rollbot cannot reverse")
             node = inner
+            self.guarded = True
         handler = {
             ast.AlterTableStmt: self.alter_table,
             ast.CreateStmt: self.create_table,
@@ -278,8 +289,19 @@ class _Drafter:
         schema, table = _name(rv)
         sub = cmd.subtype
         col = cmd.name
+        old = self.old_table(schema, table)
         if sub == AlterTableType.AT_AddColumn:
             colname = cmd.def_.colname
+            if (
+                (cmd.missing_ok or self.guarded)
+                and old is not None
+                and colname in old.columns
+                and f"{table}.{colname}" not in self.explicitly_dropped
+            ):
+                self.draft.warnings.append(
+                    f"{st.where}: column {table}.{colname} existed before; the ADD was a no-op"
+                )
+                return []
             self.draft.data_loss.append(
                 f"dropping {table}.{colname} discards every value written to it since the migration"
             )
@@ -327,6 +349,16 @@ class _Drafter:
             if not name:
                 self.needs(st, "an unnamed constraint: PostgreSQL chose its name; drop it by hand")
                 return None
+            if (
+                self.guarded
+                and old is not None
+                and name in old.constraints
+                and name not in self.explicitly_dropped
+            ):
+                self.draft.warnings.append(
+                    f"{st.where}: constraint {name} existed before; the ADD was a no-op"
+                )
+                return []
             return [f"ALTER TABLE {t} DROP CONSTRAINT {qi(name)};"]
         if sub == AlterTableType.AT_DropConstraint:
             old = self.old_table(schema, table)
@@ -334,7 +366,7 @@ class _Drafter:
                 self.needs(st, f"the definition of constraint {col} is unknown: " + self.no_old())
                 return None
             if col not in old.constraints:
-                if cmd.missing_ok:
+                if cmd.missing_ok or self.guarded:
                     self.draft.warnings.append(
                         f"{st.where}: constraint {col} did not exist before (IF EXISTS); nothing to re-add"
                     )
