@@ -262,7 +262,8 @@ CREATE TYPE "mood" AS ENUM('sad', 'happy');
 CREATE TABLE "orgs" ("id" serial PRIMARY KEY, "name" text NOT NULL);
 CREATE TABLE "users" (
   "id" serial PRIMARY KEY, "email" varchar(255) NOT NULL DEFAULT '', "nick" text DEFAULT 'anon',
-  "age" integer, "org_id" integer REFERENCES "orgs"("id"), "m" "mood", "gone" text NOT NULL DEFAULT 'g');
+  "age" integer, "org_id" integer REFERENCES "orgs"("id"), "m" "mood", "gone" text NOT NULL DEFAULT 'g',
+  "ticket" serial, "ident" bigint GENERATED ALWAYS AS IDENTITY);
 CREATE INDEX "users_nick_idx" ON "users" ("nick");
 CREATE TABLE "old_log" ("id" bigint PRIMARY KEY, "msg" text);
 CREATE UNIQUE INDEX "users_email_uq" ON "users" ("email");
@@ -272,6 +273,8 @@ CRAFTED_MIGRATION = BP.join(
         'ALTER TABLE "users" ADD COLUMN "new_column" varchar(100) NOT NULL DEFAULT \'x\';',
         'ALTER TABLE "users" DROP COLUMN "nick";',
         'ALTER TABLE "users" DROP COLUMN "org_id";',
+        'ALTER TABLE "users" DROP COLUMN "ticket";',
+        'ALTER TABLE "users" DROP COLUMN "ident";',
         'ALTER TABLE "users" ALTER COLUMN "age" SET DATA TYPE bigint;',
         'ALTER TABLE "users" ALTER COLUMN "email" DROP DEFAULT;',
         'ALTER TABLE "users" ALTER COLUMN "age" SET NOT NULL;',

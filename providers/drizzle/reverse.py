@@ -640,7 +640,12 @@ def readd_column_sql(
     skip = skip or set()
     column = old.columns[col]
     not_null = column.not_null
-    if column.not_null and column.default is None:
+    fills_itself = (
+        column.default is not None
+        or bool(column.identity)
+        or column.type.lower() in ("serial", "bigserial", "smallserial", "serial4", "serial8")
+    )
+    if column.not_null and not fills_itself:
         not_null = False
         reason = (
             f"{old.name}.{col} was NOT NULL without a default: re-added as nullable; "

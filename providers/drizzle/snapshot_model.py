@@ -34,11 +34,14 @@ class OldColumn:
     type: str
     not_null: bool
     default: str | None = None
+    identity: str = ""  # "", "ALWAYS" or "BY DEFAULT"
 
     def definition(self, *, not_null: bool | None = None) -> str:
         text = f"{qi(self.name)} {self.type}"
         if self.default is not None:
             text += f" DEFAULT {self.default}"
+        if self.identity:
+            text += f" GENERATED {self.identity} AS IDENTITY"
         if self.not_null if not_null is None else not_null:
             text += " NOT NULL"
         return text
@@ -122,11 +125,13 @@ def from_snapshot(data: dict, source: str = "snapshot") -> OldSchema:
         pk_cols = []
         for c in t.get("columns", {}).values():
             default = c.get("default")
+            identity = c.get("identity") or {}
             table.columns[c["name"]] = OldColumn(
                 c["name"],
                 _column_type(c),
                 bool(c.get("notNull")) or bool(c.get("primaryKey")),
                 None if default is None else _default_text(default),
+                {"always": "ALWAYS", "byDefault": "BY DEFAULT"}.get(identity.get("type"), ""),
             )
             if c.get("primaryKey"):
                 pk_cols.append(c["name"])
@@ -159,13 +164,21 @@ def from_snapshot(data: dict, source: str = "snapshot") -> OldSchema:
     return model
 
 
+_OWNED_SEQUENCE = re.compile(r"^nextval\('[^']+'::regclass\)$")
+_SERIALS = {"integer": "serial", "bigint": "bigserial", "smallint": "smallserial"}
+
+
 def from_catalog(desc: SchemaDescription, source: str = "live catalog") -> OldSchema:
     """Build the model from a catalog description (a database without the migration)."""
     model = OldSchema(source)
     for t in desc.tables.values():
         table = OldTable(t.schema, t.name)
         for c in t.columns.values():
-            table.columns[c.name] = OldColumn(c.name, c.type, not c.nullable, c.default)
+            typ, default = c.type, c.default
+            # A serial's sequence is dropped with its column: re-adding it as serial re-creates both.
+            if default and _OWNED_SEQUENCE.match(default) and typ in _SERIALS:
+                typ, default = _SERIALS[typ], None
+            table.columns[c.name] = OldColumn(c.name, typ, not c.nullable, default, c.identity)
         table.constraints.update(t.constraints)
         table.indexes.update({n: d + ";" for n, d in t.indexes.items() if n not in t.constraints})
         model.tables[(t.schema, t.name)] = table
