@@ -304,15 +304,21 @@ class Rollbot:
                 session.delete(old)
             session.flush()
             plans: list[str] = []
+            pinned: list[dict[str, Any]] = []
             for seq, spec in enumerate(specs, start=1):
                 step = build_step(spec.kind, spec.params)
+                params = spec.params
+                if hasattr(step, "pin"):  # resolve choices now: the approved plan is what runs
+                    params = step.pin(ctx)
+                    step = build_step(spec.kind, params)
+                pinned.append(params)
                 plan = step.plan(ctx)
                 plans.append(plan.text())
                 incident.steps.append(
                     Step(
                         seq=seq,
                         kind=spec.kind,
-                        params=spec.params,
+                        params=params,
                         title=spec.title,
                         destructive=type(step).destructive,
                         plan_text=plan.text(),
@@ -323,9 +329,7 @@ class Rollbot:
             incident.method = method_id
             incident.plan_hash = hashlib.sha256(
                 json.dumps(
-                    [method_id, [s.kind for s in specs], [s.params for s in specs], plans],
-                    sort_keys=True,
-                    default=str,
+                    [method_id, [s.kind for s in specs], pinned, plans], sort_keys=True, default=str
                 ).encode()
             ).hexdigest()
             self._transition(

@@ -50,9 +50,9 @@ def write_config(
 ) -> Path:
     path = tmp_path / "rollbot.toml"
     body = CONFIG.format(backups=tmp_path / "backups", app_rollback=app_rollback)
-    path.write_text(
-        f'database_url = "{state_url}"\naudit_log = "audit.log"\n' + textwrap.dedent(body)
-    )
+    # A PostgreSQL state URL carries a password: it goes in ROLLBOT_DATABASE_URL, never the file.
+    head = f'database_url = "{state_url}"\n' if state_url.startswith("sqlite") else ""
+    path.write_text(head + 'audit_log = "audit.log"\n' + textwrap.dedent(body))
     return path
 
 
@@ -77,7 +77,9 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, state_url: str) -> Settings:
+def settings(tmp_path: Path, state_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    if not state_url.startswith("sqlite"):
+        monkeypatch.setenv("ROLLBOT_DATABASE_URL", state_url)
     return load_settings(write_config(tmp_path, state_url))
 
 

@@ -1,0 +1,289 @@
+"""PostgreSQL step kinds for the incident core: snapshot, restore, verify, reset.
+
+Each wraps one provider operation behind the core's Step protocol: ``plan()``
+says what will change and what may be lost, ``run()`` does it and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bot.config import EnvironmentConfig
+from bot.errors import RollbotError
+from bot.steps import Plan, StepContext, StepResult, register_step
+from providers.drizzle.journal import Journal, read_journal
+from providers.postgres.conn import dbname, describe
+from providers.storage import BackupStorage, open_storage
+
+
+def journal_of(env: EnvironmentConfig) -> Journal | None:
+    folder = env.migrations_dir
+    if folder is None or not (Path(folder) / "meta" / "_journal.json").exists():
+        return None
+    return read_journal(folder)
+
+
+def target_label(env: EnvironmentConfig) -> str:
+    try:
+        where = describe(env.database_url())
+    except RollbotError:
+        where = f"${env.database_url_env} (not set here)"
+    return f"{env.name} ({env.tier}): {where}"
+
+
+@register_step
+@dataclass
+class VerifyStep:
+    """The runbook's "Verify": migrations table vs journal, largest tables, smoke queries."""
+
+    expected_head: str | None = None
+    kind: ClassVar[str] = "postgres.verify"
+    destructive: ClassVar[bool] = False
+
+    def plan(self, ctx: StepContext) -> Plan:
+        env = ctx.environment
+        return Plan(
+            title="Verify the database",
+            target=target_label(env),
+            action=(
+                f"read the newest rows of {env.migrations_table}, compare with the migrations "
+                f"journal, count the largest tables, run {len(env.smoke_queries)} smoke quer(ies)"
+            ),
+        )
+
+    def run(self, ctx: StepContext) -> StepResult:
+        from providers.postgres.verify import verify_database
+
+        env = ctx.environment
+        expected = self.expected_head or ctx.shared.get("expected_head")
+        report = verify_database(
+            env.database_url(),
+            migrations_table=env.migrations_table,
+            journal=journal_of(env),
+            smoke_queries=env.smoke_queries,
+            expected_head=expected,
+        )
+        ctx.report("\n".join(report.lines()))
+        head = report.head
+        return StepResult(
+            report.ok,
+            "database verified" if report.ok else "; ".join(report.problems),
+            {
+                "lines": report.lines(),
+                "head": head.tag if head else None,
+                "problems": report.problems,
+            },
+        )
+
+
+def _migrate_callable(env: EnvironmentConfig, ctx: StepContext) -> Any:
+    """The team's migrate command if configured, else the built-in drizzle applier."""
+    if env.commands.migrate:
+        from bot.steps import CommandStep
+
+        def run_command(_url: str) -> None:
+            result = CommandStep("migrate").run(ctx)
+            if not result.ok:
+                raise RollbotError(f"migrations failed: {result.summary}")
+
+        return run_command
+    journal = journal_of(env)
+    if journal is None:
+        return lambda _url: None
+
+    def apply(url: str) -> None:
+        from providers.drizzle.apply import apply_migrations
+
+        apply_migrations(url, journal, table=env.migrations_table)
+
+    return apply
+
+
+@register_step
+@dataclass
+class ResetStep:
+    """Development reset: drop the database, create it, re-run the migrations."""
+
+    kind: ClassVar[str] = "postgres.reset"
+    destructive: ClassVar[bool] = True
+
+    def plan(self, ctx: StepContext) -> Plan:
+        env = ctx.environment
+        how = (
+            f"the team's migrate command `{env.commands.migrate}`"
+            if env.commands.migrate
+            else f"the built-in drizzle applier over {env.migrations_dir or '(no migrations folder)'}"
+        )
+        return Plan(
+            title="Reset the development database",
+            target=target_label(env),
+            action=f"DROP DATABASE ... WITH (FORCE), CREATE DATABASE, then re-run migrations with {how}",
+            data_loss="ALL data in the database (a verified safety snapshot is taken first)",
+            details=("refused unless the environment's tier is development",),
+        )
+
+    def run(self, ctx: StepContext) -> StepResult:
+        from providers.postgres.reset import reset_database
+
+        env = ctx.environment
+        url = env.database_url()
+        ctx.audit("provider", f"Reset started: {dbname(url)}", {"target": describe(url)})
+        reset_database(url, env.tier, _migrate_callable(env, ctx))
+        return StepResult(True, f"{dbname(url)} dropped, re-created and migrated")
+
+
+def storage_of(env: EnvironmentConfig) -> BackupStorage:
+    return open_storage(env.backups, endpoint_url=env.backups_s3_endpoint_url)
+
+
+def _bytes_reporter(ctx: StepContext, what: str) -> Any:
+    def report(done: int) -> None:
+        ctx.report(f"{what}: {done / 1_000_000:,.1f} MB")
+        ctx.heartbeat()
+
+    return report
+
+
+@register_step
+@dataclass
+class SnapshotStep:
+    """Take a snapshot and verify it (a safety snapshot before a destructive step)."""
+
+    purpose: str = "safety"
+    kind: ClassVar[str] = "postgres.snapshot"
+    destructive: ClassVar[bool] = False
+
+    def plan(self, ctx: StepContext) -> Plan:
+        env = ctx.environment
+        return Plan(
+            title=f"Take a verified {self.purpose} snapshot",
+            target=target_label(env),
+            action=f"pg_dump into {env.backups} as snapshot-YYYYMMDD-HHMMSS, then verify checksum and contents",
+        )
+
+    def run(self, ctx: StepContext) -> StepResult:
+        from providers.postgres.snapshot import create_snapshot, verify_snapshot
+
+        env = ctx.environment
+        storage = storage_of(env)
+        snap = create_snapshot(
+            env.database_url(),
+            storage,
+            migrations_table=env.migrations_table,
+            label=f"{self.purpose} snapshot, INC-{ctx.incident_id}",
+            progress=_bytes_reporter(ctx, "snapshot"),
+        )
+        verify_snapshot(storage, snap.name)
+        ctx.audit(
+            "provider", f"Snapshot taken and verified: {snap.name}", {"location": env.backups}
+        )
+        return StepResult(
+            True,
+            f"verified snapshot {snap.name} ({snap.summary()})",
+            {"snapshot": snap.name, "verified": True, "location": env.backups},
+        )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RollbotError(
+            f"restore point {value!r} is not an ISO time like 2025-01-15T10:30:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@register_step
+@dataclass
+class RestoreStep:
+    """Restore a verified snapshot (pg_dump restore, and the local stand-in for PITR).
+
+    The snapshot is pinned when the plan is made (``pin``), so the plan people approve
+    names the exact snapshot that will be restored, whatever is taken in between.
+    """
+
+    snapshot: str | None = None
+    before: str | None = None
+    mode: str = "swap"
+    kind: ClassVar[str] = "postgres.restore"
+    destructive: ClassVar[bool] = True
+    takes_own_safety_snapshot: ClassVar[bool] = True
+
+    def _choose(self, storage: BackupStorage) -> str:
+        from providers.postgres.snapshot import get_snapshot, list_snapshots
+
+        if self.snapshot:
+            return get_snapshot(storage, self.snapshot).name
+        cutoff = _parse_time(self.before)
+        candidates = [s for s in list_snapshots(storage) if cutoff is None or s.created_at < cutoff]
+        if not candidates:
+            when = f" taken before {self.before}" if self.before else ""
+            raise RollbotError(
+                f"no snapshot{when} in {storage.location}; take one with `rollbot snapshot`"
+            )
+        return max(candidates, key=lambda s: s.created_at).name
+
+    def pin(self, ctx: StepContext) -> dict[str, Any]:
+        """Params with the snapshot resolved now, for the plan and the run alike."""
+        return {
+            "snapshot": self._choose(storage_of(ctx.environment)),
+            "before": self.before,
+            "mode": self.mode,
+        }
+
+    def plan(self, ctx: StepContext) -> Plan:
+        from providers.postgres.restore import plan_restore
+
+        env = ctx.environment
+        storage = storage_of(env)
+        name = self._choose(storage)
+        preview = plan_restore(
+            env.database_url(), storage, name, mode=self.mode, migrations_table=env.migrations_table
+        )  # type: ignore[arg-type]
+        lines = preview.lines()
+        return Plan(
+            title=f"Restore snapshot {name}",
+            target=target_label(env),
+            action=lines[3] if len(lines) > 3 else f"restore {name}",
+            restore_point=preview.restore_point.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            data_loss=lines[2].removeprefix("May be lost: "),
+            details=tuple(lines[4:]),
+        )
+
+    def run(self, ctx: StepContext) -> StepResult:
+        from providers.postgres.restore import restore_snapshot
+
+        env = ctx.environment
+        storage = storage_of(env)
+        name = self._choose(storage)
+        ctx.audit(
+            "provider", f"Restore started: {name}", {"mode": self.mode, "location": env.backups}
+        )
+        result = restore_snapshot(
+            env.database_url(),
+            storage,
+            name,
+            mode=self.mode,  # type: ignore[arg-type]
+            migrations_table=env.migrations_table,
+            progress=_bytes_reporter(ctx, f"restore {name}"),
+        )
+        kept = f"; previous database kept as {result.kept_database}" if result.kept_database else ""
+        ctx.audit(
+            "provider", f"Restore finished: {name}", {"safety_snapshot": result.safety_snapshot}
+        )
+        return StepResult(
+            True,
+            f"restored {name} (verified safety snapshot {result.safety_snapshot} taken first{kept})",
+            {
+                "snapshot": name,
+                "safety_snapshot": result.safety_snapshot,
+                "kept_database": result.kept_database,
+                "durations": result.durations,
+            },
+        )

@@ -1,0 +1,165 @@
+"""The incident core on SQLite and on a real PostgreSQL (same tests, both stores)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from bot.audit import timeline
+from bot.config import Settings
+from bot.errors import ApprovalRefusedError, IllegalTransitionError, NotFoundError, RollbotError
+from bot.lifecycle import State
+from bot.models import AuditEvent
+from bot.service import Rollbot
+from providers.postgres.snapshot import create_snapshot
+from providers.storage import open_storage
+from tests.core_fixtures import Clock
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(autouse=True)
+def production_database(settings: Settings, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The production environment points at a real database with one snapshot in its backups."""
+    monkeypatch.setenv("ROLLBOT_TEST_PROD_URL", pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("create table users (id serial primary key, email text not null)")
+        conn.execute(
+            "insert into users (email) select 'u' || g || '@example.com' from generate_series(1, 50) g"
+        )
+    env = settings.environment("production")
+    create_snapshot(pg_url, open_storage(env.backups))
+    return pg_url
+
+
+def events(bot: Rollbot, incident_id: int) -> list[AuditEvent]:
+    with bot.store.session() as s:
+        return list(timeline(s, incident_id))
+
+
+def triaged_production(
+    bot: Rollbot, problem: str = "data_corruption", requester: str = "alice"
+) -> int:
+    incident = bot.open_incident(
+        requester, "users.new_column breaks login", environment="production"
+    )
+    return bot.answer(incident.id, problem, requester).id
+
+
+def test_walk_to_pitr_records_decisions(bot: Rollbot) -> None:
+    incident_id = triaged_production(bot)
+    incident = bot.get(incident_id)
+    assert incident.state == State.TRIAGED
+    assert incident.answers == ["production", "data_corruption"]
+    assert bot.leaf(incident).methods[0] == "pitr"
+    incident = bot.choose_method(incident_id, "pitr", "alice")
+    assert incident.state == State.METHOD_CHOSEN
+    assert incident.steps and incident.plan_hash
+    assert any("restore point" in s.plan_text or "lost" in s.plan_text for s in incident.steps)
+    kinds = [e.kind for e in events(bot, incident_id)]
+    assert kinds[:3] == ["transition", "decision", "transition"]
+
+
+def test_unknown_incident_and_bad_answer(bot: Rollbot) -> None:
+    with pytest.raises(NotFoundError, match="no incident"):
+        bot.get("INC-999")
+    with pytest.raises(NotFoundError, match="not an incident id"):
+        bot.get("banana")
+    incident = bot.open_incident("alice", "x")
+    with pytest.raises(RollbotError, match="production"):
+        bot.answer(incident.id, "moon", "alice")
+    assert bot.get(incident.id).answers == []
+
+
+def test_self_approval_in_production_is_refused_and_audited(bot: Rollbot) -> None:
+    incident_id = triaged_production(bot)
+    bot.choose_method(incident_id, "pitr", "alice")
+    bot.request_approval(incident_id, "alice")
+    with pytest.raises(ApprovalRefusedError, match="cannot approve it in production"):
+        bot.approve(incident_id, "alice")
+    assert bot.get(incident_id).approvals == []
+    refused = [e for e in events(bot, incident_id) if e.kind == "refused"]
+    assert refused and "alice" in refused[-1].message
+    with pytest.raises(RollbotError, match="needs 1 valid approval"):
+        bot.start(incident_id, "alice")
+    assert bot.get(incident_id).state == State.AWAITING_APPROVAL
+
+
+def test_non_approver_is_refused_and_audited(bot: Rollbot) -> None:
+    incident_id = triaged_production(bot)
+    bot.choose_method(incident_id, "pitr", "alice")
+    bot.request_approval(incident_id, "alice")
+    with pytest.raises(ApprovalRefusedError, match="mallory is not an approver"):
+        bot.approve(incident_id, "mallory")
+    assert bot.get(incident_id).approvals == []
+    assert any(e.kind == "refused" and "mallory" in e.message for e in events(bot, incident_id))
+
+
+def test_expired_approval_no_longer_counts(bot: Rollbot, clock: Clock) -> None:
+    incident_id = triaged_production(bot)
+    bot.choose_method(incident_id, "pitr", "alice")
+    bot.request_approval(incident_id, "alice")
+    outcome = bot.approve(incident_id, "bob")
+    assert outcome.satisfied
+    clock.advance(minutes=31)
+    with pytest.raises(RollbotError, match="expired: bob"):
+        bot.start(incident_id, "alice")
+    assert bot.get(incident_id).state == State.AWAITING_APPROVAL
+    bot.approve(incident_id, "carol")
+    assert bot.start(incident_id, "alice").state == State.RUNNING
+
+
+def test_changing_the_method_voids_approvals(bot: Rollbot) -> None:
+    incident_id = triaged_production(bot)
+    bot.choose_method(incident_id, "pitr", "alice")
+    bot.request_approval(incident_id, "alice")
+    bot.approve(incident_id, "bob")
+    bot.choose_method(incident_id, "pg_dump_restore", "alice")
+    bot.request_approval(incident_id, "alice")
+    assert bot.approval_status(bot.get(incident_id)) == (0, 1)
+
+
+def test_illegal_transition_is_refused_changes_nothing_and_is_audited(bot: Rollbot) -> None:
+    incident_id = triaged_production(bot)
+    before = bot.get(incident_id)
+    with pytest.raises(IllegalTransitionError, match=r"cannot resolve INC-\d+: it is triaged"):
+        bot.resolve(incident_id, "alice", confirm_unticked=True)
+    after = bot.get(incident_id)
+    assert (after.state, after.updated_at) == (before.state, before.updated_at)
+    assert events(bot, incident_id)[-1].kind == "refused"
+
+
+def test_method_outside_the_branch_is_refused(bot: Rollbot) -> None:
+    incident_id = triaged_production(bot, "schema_only")
+    with pytest.raises(RollbotError, match="not a runbook method"):
+        bot.choose_method(incident_id, "dev_reset", "alice")
+
+
+def test_idempotency_key_claims_once(bot: Rollbot) -> None:
+    assert bot.claim_once("slack:click:abc")
+    assert not bot.claim_once("slack:click:abc")
+
+
+def test_checklists_and_resolution_need_confirmation(bot: Rollbot) -> None:
+    from bot.executor import Executor
+
+    incident_id = triaged_production(bot, "app_broken")
+    bot.choose_method(incident_id, "app_rollback", "alice")
+    bot.request_approval(incident_id, "alice")
+    bot.approve(incident_id, "bob")
+    bot.start(incident_id, "alice")
+    incident = Executor(bot).run_incident(incident_id)
+    assert incident.state == State.VERIFYING, [s.error for s in incident.steps]
+    bot.tick(incident_id, bot_items()[0], "carol")
+    with pytest.raises(RollbotError, match="unticked checklist item"):
+        bot.resolve(incident_id, "alice")
+    assert bot.get(incident_id).state == State.VERIFYING
+    ticks = bot.ticks(incident_id)
+    assert ticks[bot_items()[0]].actor == "carol"
+    assert bot.resolve(incident_id, "alice", confirm_unticked=True).state == State.RESOLVED
+
+
+def bot_items() -> list[str]:
+    from bot.runbook import RUNBOOK
+
+    return [i.id for i in (*RUNBOOK.before_checklist, *RUNBOOK.after_checklist)]
