@@ -169,12 +169,17 @@ class S3Storage:
 
     @contextlib.contextmanager
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
-        """Yield a pipe; a thread streams it to S3 as a multipart upload."""
+        """Yield a pipe; a thread streams it to S3 (multipart for large objects).
+
+        If the producer fails, the upload sees an error instead of end-of-file, so
+        S3 aborts it and no partial object appears under ``key``.
+        """
         import threading
 
         full = self._key(key)
         read_fd, write_fd = os.pipe()
-        reader = os.fdopen(read_fd, "rb", buffering=CHUNK)
+        aborted = threading.Event()
+        reader = _AbortableReader(os.fdopen(read_fd, "rb", buffering=CHUNK), aborted)
         writer = os.fdopen(write_fd, "wb", buffering=CHUNK)
         errors: list[Exception] = []
 
@@ -183,28 +188,27 @@ class S3Storage:
                 self.client.upload_fileobj(reader, self.bucket, full)
             except Exception as exc:
                 errors.append(exc)
-                # drain so the producer never blocks on a full pipe
-                while reader.read(CHUNK):
-                    pass
+                with contextlib.suppress(OSError):  # drain so the producer never blocks
+                    while reader.raw.read(CHUNK):
+                        pass
             finally:
-                reader.close()
+                reader.raw.close()
 
         thread = threading.Thread(target=upload, name=f"s3-upload-{key}", daemon=True)
         thread.start()
-        failed = False
         try:
             yield writer
         except BaseException:
-            failed = True
-            raise
-        finally:
+            aborted.set()
             with contextlib.suppress(BrokenPipeError):
                 writer.close()
             thread.join()
-            if errors and not failed:
-                raise self._fail("upload", key, errors[0])
-        if failed:
-            self.delete(key)
+            raise
+        with contextlib.suppress(BrokenPipeError):
+            writer.close()
+        thread.join()
+        if errors:
+            raise self._fail("upload", key, errors[0])
 
     @contextlib.contextmanager
     def open_read(self, key: str) -> Iterator[IO[bytes]]:
@@ -265,6 +269,22 @@ class S3Storage:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
             raise self._fail("delete", key, exc) from None
+
+
+class _AbortableReader:
+    """A pipe's read end that turns end-of-file into an error once the producer failed."""
+
+    def __init__(self, raw: IO[bytes], aborted: Any) -> None:
+        self.raw, self.aborted = raw, aborted
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        if not data and self.aborted.is_set():
+            raise OSError("backup write aborted by its producer")
+        return data
+
+    def readable(self) -> bool:
+        return True
 
 
 def open_storage(location: str | Path, *, endpoint_url: str | None = None) -> BackupStorage:

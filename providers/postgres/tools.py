@@ -108,12 +108,12 @@ def split_password(url: str) -> tuple[str, str | None]:
 def child_env(url: str) -> tuple[str, dict[str, str]]:
     """The password-free URL to pass on a command line and the environment carrying it.
 
-    The environment is a copy of ours plus ``PGPASSWORD``; ``PGAPPNAME`` marks our
-    connections so they are recognisable in ``pg_stat_activity``.
+    The environment is a copy of ours plus ``PGPASSWORD`` (a URL without a password
+    keeps whatever PGPASSWORD or ~/.pgpass the operator set up); ``PGAPPNAME`` marks
+    our connections so they are recognisable in ``pg_stat_activity``.
     """
     safe_url, password = split_password(url)
     env = dict(os.environ)
-    env.pop("PGPASSWORD", None)
     if password is not None:
         env["PGPASSWORD"] = password
     env.setdefault("PGAPPNAME", "rollbot")
