@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from bot.config import load_settings
+from bot.errors import RollbotError
 from bot.executor import Executor, NullSink
 from bot.lifecycle import State
 from bot.service import Rollbot
@@ -208,3 +209,16 @@ def test_incomplete_draft_stops_before_migrating(
         assert done.state == State.FAILED
         assert "need a person" in (done.steps[0].error or "")
         assert done.steps[1].status == "cancelled"
+
+
+def test_forward_fix_without_a_migrations_folder_is_refused_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    monkeypatch.setenv("ROLLBOT_FF_URL", pg_url)
+    config = write_config(tmp_path, tmp_path / "unused")
+    config.write_text(config.read_text().replace(f'migrations_dir = "{tmp_path / "unused"}"\n', ""))
+    with open_bot(config) as bot:
+        incident = bot.open_incident("alice", "x", "staging")
+        with pytest.raises(RollbotError, match="no migrations_dir configured"):
+            bot.choose_method(incident.id, "forward_fix", "alice")
+        assert bot.get(incident.id).state == State.TRIAGED

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
@@ -224,3 +225,43 @@ def test_production_override_is_audited_and_runs(
     assert len(snapshots(tmp_path)) == 1
     override = [m for m in store_messages(config) if m.startswith("Risk override")]
     assert override and "release 42" in override[0]
+
+
+def test_timeout_kills_the_command_group_and_returns_124(tmp_path: Path) -> None:
+    from handlers.commands.migrate import TIMEOUT_EXIT, run_streaming
+
+    lines: list[str] = []
+    started = time.monotonic()
+    code = run_streaming(
+        "echo begin; sleep 30 & wait", tmp_path, 0.5, {"PATH": "/usr/bin:/bin"}, lines.append
+    )
+    assert code == TIMEOUT_EXIT and lines == ["begin"]
+    assert time.monotonic() - started < 10
+    assert (
+        run_streaming("kill -TERM $$", tmp_path, 10, {"PATH": "/usr/bin:/bin"}, lines.append) == 143
+    )
+
+
+def test_secrets_stay_out_of_output_and_audit_log(
+    tmp_path: Path, folder_with_pending: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    password = urlsplit(pg_url).password
+    assert password
+    config = write_config(tmp_path, folder_with_pending, "staging", "echo url is $DATABASE_URL")
+    assert main(["--config", str(config), "migrate", "--env", "staging"]) == 0
+    captured = capsys.readouterr()
+    assert "url is " in captured.out
+    for text in (captured.out, captured.err, (folder_with_pending / "audit.log").read_text()):
+        assert password not in text
+    assert all(password not in m for m in store_messages(config))
+
+
+def test_a_failing_devops_notice_never_fails_the_migration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from providers.postgres.cluster import free_port
+    from providers.slack_notify import notify_devops
+
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    assert notify_devops("#devops-team", "hello") is False  # not configured
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("ROLLBOT_SLACK_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    assert notify_devops("#devops-team", "hello") is False  # nothing listens there
