@@ -192,7 +192,10 @@ class Executor:
         sink.step_started(incident, step)
         try:
             impl = build_step(step.kind, step.params)
-            if type(impl).destructive and not getattr(impl, "takes_own_safety_snapshot", False):
+            if (
+                type(impl).destructive
+                and getattr(impl, "safety_snapshot", "required") == "required"
+            ):
                 snap = ctx.shared.get("postgres.snapshot") or {}
                 if not snap.get("verified"):
                     raise RollbotError(

@@ -3,7 +3,7 @@
 The runbook says *what* (forward-fix, PITR, ...); this module says *which
 steps* that means for the environment's provider. Destructive methods always
 start with a verified safety snapshot, taken by a step of its own or by the
-destructive step itself (``takes_own_safety_snapshot``).
+destructive step itself (``safety_snapshot = "own"``).
 """
 
 from __future__ import annotations

@@ -273,6 +273,15 @@ class Rollbot:
             raise RollbotError(f"{incident.ref} is not triaged yet: {node.question}")
         return node
 
+    def allowed_methods(self, incident: Incident) -> list[str]:
+        """The leaf's methods (recommended first), then actions that only a common scenario
+        names (e.g. stuck-migration triage), which apply in any environment."""
+        in_tree = {m for _, leaf in RUNBOOK.leaves() for m in leaf.methods}
+        methods = list(self.leaf(incident).methods)
+        for scenario in RUNBOOK.scenarios:
+            methods += [m for m in scenario.methods if m not in in_tree and m not in methods]
+        return methods
+
     def preview(
         self, ref: int | str, method_id: str, options: dict[str, Any] | None = None
     ) -> list[Plan]:
@@ -291,11 +300,11 @@ class Rollbot:
             check_transition(
                 incident.ref, incident.state, State.METHOD_CHOSEN, "choose a method for"
             )
-            leaf = self.leaf(incident)
-            if method_id not in leaf.methods:
+            allowed = self.allowed_methods(incident)
+            if method_id not in allowed:
                 raise RollbotError(
                     f"{method_id!r} is not a runbook method for {' > '.join(incident.answers)}; "
-                    f"choose one of: {', '.join(leaf.methods)}"
+                    f"choose one of: {', '.join(allowed)}"
                 )
             env = self.environment_of(incident)
             specs = plan_steps(method_id, env, options)

@@ -76,6 +76,12 @@ class StepContext:
 
 
 class Step(Protocol):
+    """A unit of work. ``destructive`` steps need approval; unless they declare
+    ``safety_snapshot = "own"`` (they take one themselves) or ``"not_applicable"``
+    (e.g. ending a blocking backend, where a dump would hang on the same lock), the
+    executor refuses them until an earlier step produced a verified safety snapshot.
+    Optional ``pin(ctx) -> params`` resolves choices when the plan is made."""
+
     kind: ClassVar[str]
     destructive: ClassVar[bool]
 

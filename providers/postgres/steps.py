@@ -213,7 +213,7 @@ class RestoreStep:
     mode: str = "swap"
     kind: ClassVar[str] = "postgres.restore"
     destructive: ClassVar[bool] = True
-    takes_own_safety_snapshot: ClassVar[bool] = True
+    safety_snapshot: ClassVar[str] = "own"
 
     def _choose(self, storage: BackupStorage) -> str:
         from providers.postgres.snapshot import get_snapshot, list_snapshots
