@@ -163,6 +163,9 @@ def test_forward_fix_incident_reverts_the_newest_migration(
         assert result["commit_message"].startswith("revert: rollback migration 0007 - ")
         assert done.steps[1].result["applied"] == ["0008_revert_0007_flowery_ben_parker"]
         assert any('DROP COLUMN "lastContext"' in text for text in sink.progress)
+        log = (migrations / "audit.log").read_text().splitlines()
+        assert log[0].endswith("Migration started: 0008_revert_0007_flowery_ben_parker")
+        assert "Migration finished: 0008_revert_0007_flowery_ben_parker (" in log[1]
 
 
 def test_failing_integration_tests_fail_the_incident_with_exit_code_and_tail(

@@ -35,8 +35,8 @@ from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
 from bot.redact import redact
 from handlers.runtime import Runtime, default_actor, start_runtime
-from providers.drizzle.journal import Journal, JournalEntry
-from providers.drizzle.steps import migrations_journal
+from providers.drizzle.journal import Journal
+from providers.drizzle.steps import migrations_journal, pending_entries
 from providers.squawk import RiskReport, check_files
 
 TIMEOUT_EXIT = 124  # what coreutils' timeout returns
@@ -82,17 +82,6 @@ class Telemetry:
 
         channel = self.runtime.settings.slack.devops_channel
         notify_devops(channel, f"[{self.env.name} ({self.env.tier})] {text}")
-
-
-def pending_entries(url: str, journal: Journal, table: str) -> tuple[list[JournalEntry], list[str]]:
-    """Entries drizzle would apply now, and problems it would silently ignore."""
-    from providers.drizzle.tracking import TrackingTableMissingError, migration_status
-
-    try:
-        status = migration_status(url, journal, table)
-    except TrackingTableMissingError:
-        return list(journal.entries), []
-    return status.pending, status.problems
 
 
 def check_risk(

@@ -14,8 +14,9 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from bot.audit import append_audit_line
 from bot.config import EnvironmentConfig
 from bot.errors import ConfigError, RollbotError
 from bot.steps import Plan, StepContext, StepResult, register_step
@@ -62,6 +63,17 @@ def identify(journal: Journal, tag: str | None = None) -> tuple[JournalEntry, Jo
         if re.fullmatch(rf"\d+_revert_{re.escape(previous.tag)}", source.tag):
             return previous, source
     return source, revert
+
+
+def pending_entries(url: str, journal: Journal, table: str) -> tuple[list[JournalEntry], list[str]]:
+    """Entries drizzle would apply now, and the problems it would silently ignore."""
+    from providers.drizzle.tracking import TrackingTableMissingError, migration_status
+
+    try:
+        status = migration_status(url, journal, table)
+    except TrackingTableMissingError:
+        return list(journal.entries), []
+    return status.pending, status.problems
 
 
 def target_label(env: EnvironmentConfig) -> str:
@@ -201,19 +213,32 @@ class ApplyStep:
         env = ctx.environment
         journal = migrations_journal(env)
         url = env.database_url()
+        pending, problems = pending_entries(url, journal, env.migrations_table)
+        for problem in problems:
+            ctx.report(f"warning: {problem}")
+        if not pending:
+            return StepResult(True, "no pending migrations", {"applied": []})
+        name = ", ".join(e.tag for e in pending)
+
+        def log(message: str, data: dict[str, Any]) -> None:
+            ctx.audit("migration", message, data)
+            if ctx.settings.audit_log is None:  # else the audit trail wrote it already
+                append_audit_line(journal.folder / "audit.log", message)
+
+        log(f"Migration started: {name}", {"how": "built-in drizzle applier"})
         started = time.monotonic()
-        ctx.audit("migration", f"Migration started: built-in applier over {journal.folder}", {})
         try:
             applied = apply_migrations(url, journal, table=env.migrations_table)
         except RollbotError as exc:
-            ctx.audit("migration", f"Migration failed: {exc}", {})
+            seconds = round(time.monotonic() - started, 2)
+            log(f"Migration failed: {name} ({exc})", {"seconds": seconds})
             raise
         seconds = round(time.monotonic() - started, 2)
-        names = ", ".join(e.tag for e in applied) or "nothing pending"
-        ctx.audit("migration", f"Migration finished: {names} ({seconds}s)", {"seconds": seconds})
+        names = ", ".join(e.tag for e in applied) or "nothing"
+        log(f"Migration finished: {names} ({seconds}s)", {"seconds": seconds})
         ctx.report(f"applied: {names}")
         return StepResult(
             True,
-            f"applied {len(applied)} migration(s): {names}" if applied else "no pending migrations",
+            f"applied {len(applied)} migration(s): {names}",
             {"applied": [e.tag for e in applied], "seconds": seconds},
         )
