@@ -218,3 +218,82 @@ def test_retention_never_deletes_newest_verified(storage):
     apply_retention(storage, keep_last=1, keep_days=7, now=now)
     assert not (storage.root / f"{older}.sql.gz").exists()
     assert (storage.root / f"{good}.sql.gz").exists()
+
+
+def write_config(tmp_path: Path, backups: Path, keep_last: int = 10) -> Path:
+    config = tmp_path / "rollbot.toml"
+    config.write_text(
+        f"""
+[environments.dev]
+tier = "development"
+database_url_env = "ROLLBOT_TEST_DB_URL"
+backups = "{backups}"
+retention = {{ keep_last = {keep_last}, keep_days = 1 }}
+"""
+    )
+    return config
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    rollbot = Path(sys.executable).with_name("rollbot")
+    return subprocess.run(
+        [str(rollbot), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+
+
+def test_cli_snapshot_list_verify_and_retention(app_url, tmp_path, pg_cluster):
+    backups = tmp_path / "backups"
+    config = write_config(tmp_path, backups, keep_last=1)
+    env = {"ROLLBOT_TEST_DB_URL": app_url}
+    first = run_cli(["--config", str(config), "snapshot", "--env", "dev"], env)
+    assert first.returncode == 0, first.stderr
+    name = re.search(r"verified: (snapshot-\S+)", first.stdout).group(1)
+    assert "migrations: drizzle.__drizzle_migrations head #2 h2" in first.stdout
+    assert "snapshot" in first.stderr and "/s" in first.stderr  # the progress line
+    listed = run_cli(["--config", str(config), "snapshot", "--env", "dev", "--list"], env)
+    assert listed.returncode == 0 and name in listed.stdout
+    checked = run_cli(["--config", str(config), "snapshot", "--env", "dev", "--verify", name], env)
+    assert checked.returncode == 0 and f"verified: {name}" in checked.stdout
+    for proc in (first, listed, checked):
+        assert pg_cluster.password not in proc.stdout + proc.stderr
+
+    # tamper: one line, exit 2, no traceback
+    data_file = max((backups / f"{name}.dir").iterdir(), key=lambda p: p.stat().st_size)
+    data_file.write_bytes(data_file.read_bytes()[:-10])
+    bad = run_cli(["--config", str(config), "snapshot", "--env", "dev", "--verify", name], env)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("rollbot: snapshot ") and "truncated" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+    # a new snapshot applies retention (keep_last=1, keep_days=1): the 9-day-old one goes
+    old = make_snapshot_files(LocalStorage(backups), datetime.now(UTC) - timedelta(days=9))
+    again = run_cli(["--config", str(config), "snapshot", "--env", "dev"], env)
+    assert again.returncode == 0, again.stderr
+    newest = re.search(r"verified: (snapshot-\S+)", again.stdout).group(1)
+    assert f"retention: deleted {old}" in again.stdout
+    assert f"newest verified: {newest}" in again.stdout
+    assert not (backups / f"{old}.sql.gz").exists()
+    dry = run_cli(
+        ["--config", str(config), "snapshot", "--env", "dev", "--prune", "--dry-run"], env
+    )
+    assert dry.returncode == 0 and "kept 2 snapshot(s)" in dry.stdout
+
+
+def test_cli_wrong_password_is_one_clear_line(pg_cluster, app_url, tmp_path):
+    config = write_config(tmp_path, tmp_path / "b")
+    db = app_url.rsplit("/", 1)[1]
+    bad_url = f"postgresql://postgres:Nope-Not-It-42@127.0.0.1:{pg_cluster.port}/{db}"
+    proc = run_cli(
+        ["--config", str(config), "snapshot", "--env", "dev"], {"ROLLBOT_TEST_DB_URL": bad_url}
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("rollbot: ")
+    assert "password authentication failed" in proc.stderr
+    assert "Nope-Not-It-42" not in proc.stdout + proc.stderr

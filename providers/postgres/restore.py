@@ -38,6 +38,7 @@ from providers.postgres.snapshot import (
     Snapshot,
     create_snapshot,
     get_snapshot,
+    human_size,
     iter_decompressed,
     local_directory,
     migrations_head,
@@ -82,13 +83,11 @@ class RestorePlan:
     has_manifest: bool
 
     def lines(self) -> list[str]:
-        from providers.postgres.snapshot import _human
-
         point = self.restore_point.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         out = [
-            f"Target: {self.target} (database {self.database}, now {_human(self.current_size)})",
+            f"Target: {self.target} (database {self.database}, now {human_size(self.current_size)})",
             f"Restore point: {point} (snapshot {self.snapshot}, {self.format}, "
-            f"{_human(self.snapshot_size)})",
+            f"{human_size(self.snapshot_size)})",
             f"May be lost: every change written to {self.database} after {point}",
         ]
         if self.mode == "swap":

@@ -96,7 +96,7 @@ class Snapshot:
         parts = [
             self.name,
             self.format,
-            _human(self.size),
+            human_size(self.size),
             f"db {m['database']}" if m.get("database") else "no manifest",
         ]
         if m.get("label"):
@@ -108,7 +108,7 @@ class Snapshot:
         return " | ".join(parts)
 
 
-def _human(n: int) -> str:
+def human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
