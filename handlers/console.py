@@ -11,10 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from bot.runbook import RUNBOOK, Choice
-
 from bot.errors import RollbotError
 from bot.lifecycle import State
+from bot.runbook import RUNBOOK, Choice
 from bot.service import Rollbot
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bot.runbook import RUNBOOK
-
 from bot.audit import format_timeline, timeline
 from bot.executor import NullSink
 from bot.models import Incident, Step
+from bot.runbook import RUNBOOK
 from bot.service import parse_ref
 from bot.steps import StepResult
 from handlers.runtime import default_actor, start_runtime
