@@ -118,6 +118,15 @@ def plan_steps(
             StepSpec("postgres.reset", "Drop and re-create the database, re-run the migrations"),
             _verify(),
         ]
+    if method_id == "stuck_migration":
+        # No safety snapshot: a dump would wait on the same lock the migration waits on.
+        return [
+            StepSpec(
+                "postgres.terminate_blocker",
+                "End the session blocking the migration (root of the blocking tree)",
+                {k: options[k] for k in ("pid", "backend_start") if options.get(k)},
+            )
+        ]
     if method_id == "neon_branch":
         if env.provider != "neon":
             raise RollbotError(

@@ -568,6 +568,50 @@ APP_ROLLBACK = Method(
     data_loss="",
 )
 
+STUCK_MIGRATION = Method(
+    id="stuck_migration",
+    title="Stuck-migration triage",
+    option=None,
+    when_to_use=(
+        "Migration hangs/times out: a lock held by another session blocks it; find the root "
+        "blocker and end it"
+    ),
+    advantages=(
+        "The migration proceeds without restoring anything",
+        "Only the blocking session's open transaction is affected",
+    ),
+    disadvantages=(
+        "The blocking session's uncommitted work is rolled back",
+        "The blocker's application sees a dropped connection",
+    ),
+    prerequisites=("The blocker is safe to end (not another migration or a critical batch job)",),
+    steps=(
+        ProcedureStep(
+            "Check for long-running queries",
+            (
+                'psql $DATABASE_URL -c "SELECT pid, now() - pg_stat_activity.query_start AS '
+                "duration, query FROM pg_stat_activity WHERE state = 'active';\"",
+            ),
+            note=(
+                "The usual blocker is a session idle in transaction, which this query hides; "
+                "rollbot lists the blocking tree from pg_blocking_pids instead."
+            ),
+        ),
+        ProcedureStep(
+            "Kill blocking query if safe",
+            ('psql $DATABASE_URL -c "SELECT pg_terminate_backend(PID);"',),
+            note=(
+                "rollbot pins the root blocker's PID and backend start time when the plan is "
+                "made, so a reused PID is refused."
+            ),
+        ),
+    ),
+    destructive=True,
+    data_loss=(
+        "The blocking transaction's uncommitted work is rolled back when its session is ended."
+    ),
+)
+
 _DECISION_NODES = (
     DecisionNode(
         id="environment",
@@ -628,7 +672,15 @@ RUNBOOK = Runbook(
     methods=MappingProxyType(
         {
             m.id: m
-            for m in (FORWARD_FIX, NEON_BRANCH, PITR, PG_DUMP_RESTORE, DEV_RESET, APP_ROLLBACK)
+            for m in (
+                FORWARD_FIX,
+                NEON_BRANCH,
+                PITR,
+                PG_DUMP_RESTORE,
+                DEV_RESET,
+                APP_ROLLBACK,
+                STUCK_MIGRATION,
+            )
         }
     ),
     before_checklist=(
@@ -742,7 +794,7 @@ RUNBOOK = Runbook(
                 "# Kill blocking query if safe",
                 'psql $DATABASE_URL -c "SELECT pg_terminate_backend(PID);"',
             ),
-            (),
+            ("stuck_migration",),
         ),
         Scenario(
             "data_corruption_after_migration",

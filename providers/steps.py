@@ -1,4 +1,5 @@
 """Registers every provider's step kinds with the core (imported by the composition root)."""
 
 import providers.drizzle.steps
-import providers.postgres.steps  # noqa: F401
+import providers.postgres.steps
+import providers.postgres.triage_step  # noqa: F401
