@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 
@@ -163,3 +165,15 @@ def bot_items() -> list[str]:
     from bot.runbook import RUNBOOK
 
     return [i.id for i in (*RUNBOOK.before_checklist, *RUNBOOK.after_checklist)]
+
+
+def test_audit_events_also_go_to_the_runbook_format_file(bot: Rollbot, settings: Settings) -> None:
+    incident = bot.open_incident("alice", "login broken, db postgresql://app:hunter2@db/prod")
+    assert settings.audit_log is not None
+    lines = settings.audit_log.read_text().splitlines()
+    assert lines, "no audit.log lines"
+    assert re.fullmatch(
+        rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ - {incident.ref} opened: .*", lines[-1]
+    )
+    assert "hunter2" not in settings.audit_log.read_text()
+    assert all("hunter2" not in e.message for e in events(bot, incident.id))
