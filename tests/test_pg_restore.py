@@ -217,3 +217,30 @@ def test_unknown_snapshot_and_mode(pg_url, storage):
     with pytest.raises(ProviderError, match="mode"):
         restore_snapshot(pg_url, storage, "x", mode="sideways")  # type: ignore[arg-type]
     assert NotFoundError  # imported for symmetry with the storage tests
+
+
+class FailingWrites(LocalStorage):
+    """Storage whose writes fail once armed: the safety snapshot cannot be written."""
+
+    armed = False
+
+    def open_write(self, key):
+        if self.armed:
+            raise ProviderError(f"disk full writing {key}")
+        return super().open_write(key)
+
+
+@pytest.mark.parametrize("mode", ["swap", "in_place"])
+def test_no_safety_snapshot_means_no_restore(pg_url, tmp_path, mode):
+    seed(pg_url, rows=300)
+    storage = FailingWrites(tmp_path / "backups")
+    snap = create_snapshot(pg_url, storage)
+    damage(pg_url)
+    before = checksums(pg_url)
+    dbs = databases(pg_url)
+    storage.armed = True
+    with pytest.raises(ProviderError, match="disk full"):
+        restore_snapshot(pg_url, storage, snap.name, mode=mode)
+    assert checksums(pg_url) == before
+    assert databases(pg_url) == dbs
+    assert [s.name for s in list_snapshots(storage)] == [snap.name]

@@ -2,7 +2,10 @@
 
 Order matters and is fixed: (1) the chosen snapshot is verified and a bad one is
 refused before the target is touched; (2) a safety snapshot of the current state
-is taken *and verified*; only then (3) the data changes.
+is taken *and verified*; only then (3) the target changes. In swap mode the
+safety snapshot runs beside the load into the new database (which does not touch
+the target) and must have finished and verified before the swap: the same
+guarantee, without paying for the dump and the load one after the other.
 
 Default mode ``swap`` restores into a new database, checks it (restore exit code,
 every table of the manifest present with the manifest's row counts), and only then
@@ -216,21 +219,27 @@ def restore_snapshot(
         )
     tools = tools or find_client_tools(major)
 
-    t = time.monotonic()
-    safety = create_snapshot(
-        url,
-        storage,
-        migrations_table=migrations_table,
-        label=f"safety snapshot before restoring {snap.name}",
-        verify=True,
-        tools=tools,
-    )
-    durations["safety_snapshot"] = time.monotonic() - t
+    def take_safety_snapshot() -> Snapshot:
+        t = time.monotonic()
+        safety = create_snapshot(
+            url,
+            storage,
+            migrations_table=migrations_table,
+            label=f"safety snapshot before restoring {snap.name}",
+            verify=True,
+            tools=tools,
+        )
+        durations["safety_snapshot"] = time.monotonic() - t
+        return safety
 
     if mode == "swap":
-        kept, counts = _restore_swap(url, db, storage, snap, tools, jobs, progress, now, durations)
+        job = _Background(take_safety_snapshot)
+        kept, counts, safety = _restore_swap(
+            url, db, storage, snap, tools, jobs, progress, now, durations, job
+        )
     else:
         kept = None
+        safety = take_safety_snapshot()
         counts = _restore_in_place(url, storage, snap, tools, jobs, progress, durations, safety)
     durations["total"] = time.monotonic() - started
     return RestoreResult(snap.name, mode, db, safety.name, kept, durations, counts)
@@ -408,13 +417,19 @@ def _restore_swap(
     progress: Progress | None,
     now: datetime,
     durations: dict[str, float],
-) -> tuple[str, dict[str, int]]:
+    safety_job: _Background,
+) -> tuple[str, dict[str, int], Snapshot]:
     maint_url = _maintenance_url(url)
     stamp = _stamp(now)
     new_db = _suffixed(db, f"_restoring_{stamp}")
     kept = _suffixed(db, f"_before_restore_{stamp}")
-    with connect(maint_url, autocommit=True) as maint:
-        _create_like(maint, db, new_db)
+    safety_job.start()
+    try:
+        with connect(maint_url, autocommit=True) as maint:
+            _create_like(maint, db, new_db)
+    except BaseException:
+        safety_job.wait_quietly()
+        raise
     new_url = with_dbname(url, new_db)
     try:
         t = time.monotonic()
@@ -423,15 +438,47 @@ def _restore_swap(
         t = time.monotonic()
         counts = _check_restored(new_url, snap)
         durations["check"] = time.monotonic() - t
+        safety = safety_job.result()  # the target is touched only after this succeeded
         t = time.monotonic()
         with connect(maint_url, autocommit=True) as maint:
             _swap(maint, db, new_db, kept)
         durations["swap"] = time.monotonic() - t
     except BaseException:
+        safety_job.wait_quietly()
         with contextlib.suppress(ProviderError), connect(maint_url, autocommit=True) as maint:
             _drop_if_exists(maint, new_db)
         raise
-    return kept, counts
+    return kept, counts, safety
+
+
+class _Background:
+    """Run one function in a thread; ``result()`` joins and re-raises its exception."""
+
+    def __init__(self, fn: Callable[[], Snapshot]) -> None:
+        self.fn = fn
+        self.value: Snapshot | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="safety-snapshot", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as exc:
+            self.error = exc
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def wait_quietly(self) -> None:
+        if self.thread.is_alive() or self.thread.ident is not None:
+            self.thread.join()
+
+    def result(self) -> Snapshot:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
 
 
 def _create_like(maint: psycopg.Connection, db: str, new_db: str) -> None:

@@ -411,15 +411,20 @@ def create_snapshot(
     }
     if format != "directory":
         manifest["sha256"] = next(iter(files.values()))["sha256"]
-    with storage.open_write(snap.manifest_key) as fh:
-        fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
     snap.manifest = manifest
     snap.size = manifest["size"]
     snap.files = {k: v["size"] for k, v in files.items()}
+    try:
+        with storage.open_write(snap.manifest_key) as fh:
+            fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+        if verify:
+            verify_snapshot(storage, name, tools=tools)
+    except BaseException:
+        with contextlib.suppress(ProviderError):
+            delete_snapshot(storage, snap)  # an unverifiable snapshot must not look usable
+        raise
     if progress:
         progress(snap.size)
-    if verify:
-        verify_snapshot(storage, name, tools=tools)
     return snap
 
 
