@@ -185,7 +185,11 @@ class S3Storage:
 
         def upload() -> None:
             try:
-                self.client.upload_fileobj(reader, self.bucket, full)
+                from boto3.s3.transfer import TransferConfig
+
+                # bounded buffers: at most 4 parts of 16 MiB in memory, whatever the size
+                config = TransferConfig(multipart_chunksize=16 * CHUNK, max_concurrency=4)
+                self.client.upload_fileobj(reader, self.bucket, full, Config=config)
             except Exception as exc:
                 errors.append(exc)
                 with contextlib.suppress(OSError):  # drain so the producer never blocks
