@@ -1,0 +1,88 @@
+"""``rollbot drill``: the runbook's quarterly drill on a throwaway PostgreSQL (no Slack, no cloud).
+
+Exit 0 when every method was verified, 1 when any was not, 2 on bad input
+(like every rollbot command) or when no PostgreSQL binaries are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from bot.errors import RollbotError
+from bot.redact import redact
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|k|m|g)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "k": 1_000, "kb": 1_000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9}
+MIN_SIZE = 1_000_000
+MAX_SIZE = 50 * 10**9
+
+
+def parse_size(text: str) -> int:
+    """``300MB``, ``1.5GB``, ``3mb``, ``500000`` -> bytes; a clear error for anything else."""
+    match = _SIZE.match(text or "")
+    if not match:
+        raise RollbotError(f"--size {text!r} is not a size like 300MB or 1.5GB")
+    value = float(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]
+    if not MIN_SIZE <= value <= MAX_SIZE:
+        raise RollbotError(f"--size {text!r} must be between 1MB and 50GB")
+    return int(value)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "drill",
+        help="the quarterly rollback drill: break a throwaway database, practise every method, time it",
+    )
+    p.add_argument("--size", default="300MB", help="size of the generated database (default 300MB)")
+    p.add_argument(
+        "--migrations",
+        metavar="DIR",
+        type=Path,
+        help="the team's drizzle migrations folder (default: the example shipped with rollbot); "
+        "its newest migration is the one broken and rolled back",
+    )
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        type=Path,
+        default=Path("drill-output"),
+        help="where the report, audit log and state go (default ./drill-output)",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the snapshots, work folders and the PostgreSQL data directory in the output",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from handlers.drill.report import terminal_table, write_reports
+    from handlers.drill.runner import DrillOptions, run_drill
+
+    size = parse_size(args.size)
+    if args.migrations is not None and not (args.migrations / "meta" / "_journal.json").is_file():
+        raise RollbotError(
+            f"--migrations {args.migrations}: no meta/_journal.json there (is it a drizzle folder?)"
+        )
+    options = DrillOptions(
+        size_bytes=size, migrations=args.migrations, output=args.output, keep=args.keep
+    )
+
+    def echo(line: str) -> None:
+        print(redact(line), flush=True)
+
+    result = run_drill(options, echo)
+    md, page = write_reports(result, options.output.resolve())
+    print()
+    print(terminal_table(result))
+    print()
+    print(redact(f"report: {md}"))
+    print(redact(f"report: {page}"))
+    if not result.ok:
+        print("rollbot: the drill FAILED: not every method was verified", file=sys.stderr)
+        return 1
+    return 0
