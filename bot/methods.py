@@ -43,6 +43,10 @@ def _forward_fix(env: EnvironmentConfig, options: dict[str, Any]) -> list[StepSp
             review_params,
         )
     ]
+    # The reverse may drop what the bad migration added, with whatever was written to it since.
+    steps.append(
+        StepSpec("postgres.snapshot", "Take a verified safety snapshot", {"purpose": "safety"})
+    )
     if env.commands.generate:
         steps.append(StepSpec("command", "Run `generate`", {"command": "generate"}))
     if env.commands.migrate:

@@ -167,6 +167,7 @@ class CommandStep:
         proc = subprocess.Popen(
             ["bash", "-c", shell],
             cwd=env.commands.workdir,
+            env=_command_environment(env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -198,6 +199,15 @@ class CommandStep:
             {"seconds": round(elapsed, 2)},
         )
         return StepResult(code == 0, summary, {"exit_code": code, "tail": list(tail)})
+
+
+def _command_environment(env: EnvironmentConfig) -> dict[str, str]:
+    """The team's commands see the environment's DATABASE_URL and ENVIRONMENT, as in CI."""
+    variables = dict(os.environ)
+    variables["ENVIRONMENT"] = env.tier
+    if os.environ.get(env.database_url_env):
+        variables["DATABASE_URL"] = env.database_url()
+    return variables
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

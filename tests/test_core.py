@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,7 +16,7 @@ from bot.models import AuditEvent
 from bot.service import Rollbot
 from providers.postgres.snapshot import create_snapshot
 from providers.storage import open_storage
-from tests.core_fixtures import Clock
+from tests.core_fixtures import Clock, write_config
 
 pytestmark = pytest.mark.postgres
 
@@ -177,3 +178,22 @@ def test_audit_events_also_go_to_the_runbook_format_file(bot: Rollbot, settings:
     )
     assert "hunter2" not in settings.audit_log.read_text()
     assert all("hunter2" not in e.message for e in events(bot, incident.id))
+
+
+def test_team_commands_see_database_url_and_environment(
+    tmp_path: Path, production_database: str, bot: Rollbot
+) -> None:
+    from bot.config import load_settings
+    from bot.executor import Executor
+
+    check = "test $ENVIRONMENT = production && test $DATABASE_URL = $ROLLBOT_TEST_PROD_URL"
+    (tmp_path / "other").mkdir()
+    cfg = write_config(tmp_path / "other", f"sqlite:///{tmp_path / 'other.db'}", app_rollback=check)
+    rollbot = Rollbot.open(load_settings(cfg))
+    incident_id = triaged_production(rollbot, "app_broken")
+    rollbot.choose_method(incident_id, "app_rollback", "alice")
+    rollbot.request_approval(incident_id, "alice")
+    rollbot.approve(incident_id, "bob")
+    rollbot.start(incident_id, "alice")
+    done = Executor(rollbot).run_incident(incident_id)
+    assert done.steps[0].status == "succeeded", done.steps[0].error

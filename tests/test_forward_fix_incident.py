@@ -141,7 +141,12 @@ def test_forward_fix_incident_reverts_the_newest_migration(
             incident = bot.answer(incident.id, answer, "alice")
         incident = bot.choose_method(incident.id, "forward_fix", "alice")
         kinds = [s.kind for s in incident.steps]
-        assert kinds == ["drizzle.review_reverse", "drizzle.apply", "postgres.verify"]
+        assert kinds == [
+            "drizzle.review_reverse",
+            "postgres.snapshot",
+            "drizzle.apply",
+            "postgres.verify",
+        ]
         review = incident.steps[0].plan_text
         assert "0007_flowery_ben_parker.sql" in review
         assert 'ALTER TABLE "Chat" ADD COLUMN "lastContext" jsonb' in review
@@ -161,7 +166,7 @@ def test_forward_fix_incident_reverts_the_newest_migration(
         assert journal.newest.tag == "0008_revert_0007_flowery_ben_parker"
         result = done.steps[0].result
         assert result["commit_message"].startswith("revert: rollback migration 0007 - ")
-        assert done.steps[1].result["applied"] == ["0008_revert_0007_flowery_ben_parker"]
+        assert done.steps[2].result["applied"] == ["0008_revert_0007_flowery_ben_parker"]
         assert any('DROP COLUMN "lastContext"' in text for text in sink.progress)
         log = (migrations / "audit.log").read_text().splitlines()
         assert log[0].endswith("Migration started: 0008_revert_0007_flowery_ben_parker")

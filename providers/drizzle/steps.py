@@ -108,6 +108,11 @@ class ReviewReverseStep:
         source, revert = identify(journal, self.entry)
         return journal, source, revert, draft_reverse(journal, source)
 
+    def pin(self, ctx: StepContext) -> dict[str, str | None]:
+        """Name the reviewed migration now: one added after approval is not reversed instead."""
+        _journal, source, _revert, _draft = self._draft(ctx.environment)
+        return {"entry": source.tag}
+
     def plan(self, ctx: StepContext) -> Plan:
         env = ctx.environment
         journal, source, revert, draft = self._draft(env)
