@@ -1,0 +1,191 @@
+"""rollbot's snapshot and restore against the runbook's raw pipelines, on one generated database.
+
+    uv run python benchmarks/snapshot_restore.py [--size 300MB] [--repeat 3]
+
+Runbook pipelines: ``pg_dump | gzip > snapshot.sql.gz`` and ``gunzip -c ... | psql``.
+rollbot: ``create_snapshot`` (directory format, ``-j2 -Z1``, manifest, verified) and
+``restore_snapshot`` (verify first, safety snapshot, parallel restore into a new
+database, checks, swap), into an empty target so the safety snapshot is the same
+small cost a fresh target would have. Prints medians, the ratios (targets:
+snapshot <= 0.5x, restore <= 1.0x) and rollbot's peak memory: the RSS of this
+process plus its children (pg_dump/pg_restore), sampled while snapshots stream,
+for the default directory format and for the streamed ``sql.zst`` format
+(compressed and hashed in this process). On demand only; not part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from psycopg import sql
+
+from bot.redact import redact
+from handlers.commands.drill import parse_size
+from handlers.drill.dataset import fill
+from handlers.drill.runner import EXAMPLE_MIGRATIONS
+from providers.drizzle.apply import apply_migrations
+from providers.drizzle.journal import read_journal
+from providers.postgres.cluster import ThrowawayCluster
+from providers.postgres.conn import connect
+from providers.postgres.restore import restore_snapshot
+from providers.postgres.snapshot import create_snapshot
+from providers.postgres.tools import child_env, find_client_tools
+from providers.storage import open_storage
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            text = (task / "children").read_text().split()
+            out += [int(c) for c in text]
+    except OSError:
+        return out
+    return out
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants, from /proc."""
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        total += resident * PAGE
+        todo += _children(pid)
+    return total
+
+
+class PeakRss:
+    """Samples the process tree's RSS every 20 ms while the block runs."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, tree_rss(os.getpid()))
+
+    def __enter__(self) -> PeakRss:
+        self.peak = tree_rss(os.getpid())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.monotonic()
+    fn()
+    return time.monotonic() - started
+
+
+def shell(command: str, env: dict[str, str]) -> None:
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], env=env, capture_output=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {redact(command)}: {redact(proc.stderr.decode()[-300:])}")
+
+
+def recreate(cluster: ThrowawayCluster, name: str) -> str:
+    with connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return cluster.url(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="300MB")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    size = parse_size(args.size)
+    work = Path(tempfile.mkdtemp(prefix="rollbot-bench-"))
+    with ThrowawayCluster() as cluster:
+        src = cluster.create_database("bench")
+        apply_migrations(src, read_journal(EXAMPLE_MIGRATIONS))
+        data = fill(src, size)
+        print(
+            f"database: {data.bytes / 1e6:,.0f} MB ({data.users:,} users, {data.orders:,} orders, "
+            f"{data.events:,} events), PostgreSQL {cluster.major_version}, {os.cpu_count()} cores"
+        )
+        tools = find_client_tools(cluster.major_version)
+        safe_src, env = child_env(src)
+        raw_file = work / "snapshot.sql.gz"
+        raw_snap, raw_restore, our_snap, our_restore = [], [], [], []
+        peaks: dict[str, int] = {}
+        storage = open_storage(work / "backups")
+        names: list[str] = []
+        for i in range(args.repeat):
+            raw_snap.append(
+                timed(lambda: shell(f"'{tools.pg_dump}' '{safe_src}' | gzip > '{raw_file}'", env))
+            )
+            with PeakRss() as peak:
+                our_snap.append(timed(lambda: names.append(create_snapshot(src, storage).name)))
+            peaks["directory"] = max(peaks.get("directory", 0), peak.peak)
+            target = recreate(cluster, "raw_target")
+            safe_target, target_env = child_env(target)
+            psql = tools.pg_dump.parent / "psql"
+            raw_command = (
+                f"gunzip -c '{raw_file}' | '{psql}' -q -v ON_ERROR_STOP=1 -o /dev/null "
+                f"'{safe_target}'"
+            )
+            raw_restore.append(timed(partial(shell, raw_command, target_env)))
+            ours = recreate(cluster, f"our_target_{i}")
+            our_restore.append(timed(partial(restore_snapshot, ours, storage, names[-1])))
+            print(
+                f"run {i + 1}: raw snapshot {raw_snap[-1]:.2f}s, rollbot {our_snap[-1]:.2f}s; "
+                f"raw restore {raw_restore[-1]:.2f}s, rollbot {our_restore[-1]:.2f}s"
+            )
+        with PeakRss() as peak:
+            create_snapshot(src, storage, format="sql.zst")
+        peaks["sql.zst (streamed through rollbot)"] = peak.peak
+        baseline = tree_rss(os.getpid())
+
+    def med(xs: list[float]) -> float:
+        return statistics.median(xs)
+
+    snap_ratio = med(our_snap) / med(raw_snap)
+    restore_ratio = med(our_restore) / med(raw_restore)
+    print()
+    print(f"{'':28}{'raw pipeline':>14}{'rollbot':>10}{'ratio':>8}{'target':>9}")
+    print(
+        f"{'snapshot (median s)':28}{med(raw_snap):>14.2f}{med(our_snap):>10.2f}"
+        f"{snap_ratio:>8.2f}{'<= 0.5':>9}  {'ok' if snap_ratio <= 0.5 else 'MISSED'}"
+    )
+    print(
+        f"{'restore (median s)':28}{med(raw_restore):>14.2f}{med(our_restore):>10.2f}"
+        f"{restore_ratio:>8.2f}{'<= 1.0':>9}  {'ok' if restore_ratio <= 1.0 else 'MISSED'}"
+    )
+    print()
+    print(f"peak RSS of rollbot + children while snapshotting {data.bytes / 1e6:,.0f} MB:")
+    for what, value in peaks.items():
+        print(f"  {what:36} {value / 1e6:8.1f} MB  {'ok' if value < 200e6 else 'OVER 200 MB'}")
+    print(f"  (this process at rest afterwards: {baseline / 1e6:.1f} MB)")
+    subprocess.run(["rm", "-rf", str(work)], check=False)
+    return 0 if snap_ratio <= 0.5 and restore_ratio <= 1.0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
