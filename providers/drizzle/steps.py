@@ -22,7 +22,7 @@ from bot.errors import ConfigError, RollbotError
 from bot.steps import Plan, StepContext, StepResult, register_step
 from providers.drizzle.journal import Journal, JournalEntry, read_journal
 from providers.drizzle.reverse import ReverseDraft, draft_reverse
-from providers.postgres.conn import describe
+from providers.postgres.conn import describe_environment
 
 MAX_SQL_LINES = 40
 
@@ -74,14 +74,6 @@ def pending_entries(url: str, journal: Journal, table: str) -> tuple[list[Journa
     except TrackingTableMissingError:
         return list(journal.entries), []
     return status.pending, status.problems
-
-
-def target_label(env: EnvironmentConfig) -> str:
-    try:
-        where = describe(env.database_url())
-    except RollbotError:
-        where = f"${env.database_url_env} (not set here)"
-    return f"{env.name} ({env.tier}): {where}"
 
 
 def _sql_block(text: str, indent: str = "      ") -> str:
@@ -204,7 +196,7 @@ class ApplyStep:
         folder = env.migrations_dir or Path("(no migrations_dir configured)")
         return Plan(
             title="Apply pending migrations with the built-in drizzle applier",
-            target=target_label(env),
+            target=describe_environment(env),
             action=(
                 f"apply every journal entry of {folder} newer than the newest row of "
                 f"{env.migrations_table}, in one transaction, like drizzle's migrate()"

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from bot.errors import ProviderError
+from bot.config import EnvironmentConfig
+from bot.errors import ProviderError, RollbotError
 from bot.redact import redact, register_secret
 
 
@@ -22,6 +23,15 @@ def describe(url: str) -> str:
     user = f"{parts.username}@" if parts.username else ""
     port = f":{parts.port}" if parts.port else ""
     return f"{user}{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+
+
+def describe_environment(env: EnvironmentConfig) -> str:
+    """``name (tier): user@host:port/db`` for plans, even where the URL's env var is unset."""
+    try:
+        where = describe(env.database_url())
+    except RollbotError:
+        where = f"${env.database_url_env} (not set here)"
+    return f"{env.name} ({env.tier}): {where}"
 
 
 def dbname(url: str) -> str:

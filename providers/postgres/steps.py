@@ -15,7 +15,7 @@ from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
 from bot.steps import Plan, StepContext, StepResult, register_step
 from providers.drizzle.journal import Journal, read_journal
-from providers.postgres.conn import dbname, describe
+from providers.postgres.conn import dbname, describe, describe_environment
 from providers.storage import BackupStorage, open_storage
 
 
@@ -24,14 +24,6 @@ def journal_of(env: EnvironmentConfig) -> Journal | None:
     if folder is None or not (Path(folder) / "meta" / "_journal.json").exists():
         return None
     return read_journal(folder)
-
-
-def target_label(env: EnvironmentConfig) -> str:
-    try:
-        where = describe(env.database_url())
-    except RollbotError:
-        where = f"${env.database_url_env} (not set here)"
-    return f"{env.name} ({env.tier}): {where}"
 
 
 @register_step
@@ -47,7 +39,7 @@ class VerifyStep:
         env = ctx.environment
         return Plan(
             title="Verify the database",
-            target=target_label(env),
+            target=describe_environment(env),
             action=(
                 f"read the newest rows of {env.migrations_table}, compare with the migrations "
                 f"journal, count the largest tables, run {len(env.smoke_queries)} smoke quer(ies)"
@@ -119,7 +111,7 @@ class ResetStep:
         )
         return Plan(
             title="Reset the development database",
-            target=target_label(env),
+            target=describe_environment(env),
             action=f"DROP DATABASE ... WITH (FORCE), CREATE DATABASE, then re-run migrations with {how}",
             data_loss="ALL data in the database (a verified safety snapshot is taken first)",
             details=("refused unless the environment's tier is development",),
@@ -160,7 +152,7 @@ class SnapshotStep:
         env = ctx.environment
         return Plan(
             title=f"Take a verified {self.purpose} snapshot",
-            target=target_label(env),
+            target=describe_environment(env),
             action=f"pg_dump into {env.backups} as snapshot-YYYYMMDD-HHMMSS, then verify checksum and contents",
         )
 
@@ -249,7 +241,7 @@ class RestoreStep:
         lines = preview.lines()
         return Plan(
             title=f"Restore snapshot {name}",
-            target=target_label(env),
+            target=describe_environment(env),
             action=lines[3] if len(lines) > 3 else f"restore {name}",
             restore_point=preview.restore_point.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             data_loss=lines[2].removeprefix("May be lost: "),
