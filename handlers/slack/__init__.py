@@ -1,0 +1,1 @@
+"""The Slack app: Bolt listeners that translate Slack requests into core calls."""

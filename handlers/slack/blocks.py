@@ -1,0 +1,363 @@
+"""Block Kit builders: pure functions from core data to Slack messages.
+
+Kept apart from the listeners so the card can be rendered (and tested) without
+Slack; every interactive element's value is an ``ActionValue``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.lifecycle import State
+from bot.models import ChecklistTick, Incident
+from bot.redact import redact
+from bot.runbook import RUNBOOK, Choice, DecisionNode
+from bot.steps import Plan
+from handlers.slack.metadata import ActionValue
+
+Block = dict[str, Any]
+SECTION_LIMIT = 2900
+STATE_EMOJI = {
+    State.OPENED.value: ":large_yellow_circle:",
+    State.TRIAGED.value: ":large_yellow_circle:",
+    State.METHOD_CHOSEN.value: ":large_orange_circle:",
+    State.AWAITING_APPROVAL.value: ":hourglass_flowing_sand:",
+    State.RUNNING.value: ":arrows_counterclockwise:",
+    State.VERIFYING.value: ":mag:",
+    State.RESOLVED.value: ":white_check_mark:",
+    State.CANCELLED.value: ":no_entry_sign:",
+    State.FAILED.value: ":x:",
+}
+STEP_EMOJI = {
+    "pending": ":white_circle:",
+    "queued": ":large_blue_circle:",
+    "running": ":arrows_counterclockwise:",
+    "succeeded": ":white_check_mark:",
+    "failed": ":x:",
+    "interrupted": ":warning:",
+    "skipped": ":fast_forward:",
+    "cancelled": ":no_entry_sign:",
+}
+
+
+def _clip(text: str, limit: int = SECTION_LIMIT) -> str:
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 20] + "\n… (truncated)"
+
+
+def section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}}
+
+
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text, 1900)}]}
+
+
+def button(
+    text: str, action: str, suffix: str, value: ActionValue, style: str | None = None
+) -> Block:
+    b: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text[:75], "emoji": True},
+        "action_id": f"rb_{action}:{suffix}"[:255],
+        "value": value.encode(),
+    }
+    if style:
+        b["style"] = style
+    return b
+
+
+def actions(block_id: str, elements: list[Block]) -> Block:
+    return {"type": "actions", "block_id": block_id, "elements": elements[:25]}
+
+
+def thread_link(channel: str | None, ts: str | None) -> str:
+    if not channel or not ts:
+        return "(no thread yet)"
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
+def path_text(incident: Incident) -> str:
+    """The decision path taken so far, in the runbook's words."""
+    labels: list[str] = []
+    node: DecisionNode | Choice = RUNBOOK.node(RUNBOOK.root)
+    for answer in incident.answers:
+        if not isinstance(node, DecisionNode):
+            break
+        choice = node.choice(answer)
+        labels.append(choice.label)
+        node = RUNBOOK.node(choice.next_node) if choice.next_node else choice
+    if isinstance(node, Choice) and node.summary:
+        labels.append(node.summary)
+    return " → ".join(labels) if labels else "(not started)"
+
+
+def headline(incident: Incident) -> str:
+    where = f" · {incident.environment} ({incident.tier})" if incident.environment else ""
+    emoji = STATE_EMOJI.get(incident.state, "")
+    return f"{emoji} *{incident.ref}*{where} · {incident.state.replace('_', ' ')}"
+
+
+def parent_message(incident: Incident) -> tuple[str, list[Block]]:
+    """The incident's top message in the incidents channel (the thread's parent)."""
+    text = f"{incident.ref}: database rollback requested by <@{incident.requester}>"
+    blocks = [
+        section(
+            f"{headline(incident)}\n*Requested by* <@{incident.requester}>\n"
+            f"*Description:* {incident.description or '_none given_'}"
+        ),
+        context(
+            f"Path: {path_text(incident)}"
+            + (f" · method: {incident.method}" if incident.method else "")
+        ),
+    ]
+    return text, blocks
+
+
+@dataclass
+class MethodOption:
+    """One runbook method offered at a leaf: its plan preview, or why it cannot run here."""
+
+    method_id: str
+    title: str
+    when_to_use: str
+    recommended: bool
+    plans: Sequence[Plan] = ()
+    unavailable: str = ""
+    data_loss: str = ""
+
+
+@dataclass
+class CardView:
+    incident: Incident
+    nonce: str
+    question: DecisionNode | None = None
+    options: Sequence[MethodOption] = ()
+    approvals_valid: int = 0
+    approvals_needed: int = 0
+    approvers: Sequence[str] = ()
+    ticks: dict[str, ChecklistTick] = field(default_factory=dict)
+
+
+def _value(view: CardView, arg: str = "", **kw: Any) -> ActionValue:
+    return ActionValue(view.incident.id, arg=arg, nonce=view.nonce, **kw)
+
+
+def _question_blocks(view: CardView, node: DecisionNode) -> list[Block]:
+    buttons = [button(c.label, "answer", c.id, _value(view, c.id)) for c in node.choices]
+    return [section(f"*{node.question}*"), actions(f"rb_question:{node.id}", buttons)]
+
+
+def _options_blocks(view: CardView) -> list[Block]:
+    out: list[Block] = []
+    for opt in view.options:
+        tag = ":star: *Recommended:* " if opt.recommended else "*Alternative:* "
+        head = f"{tag}*{opt.title}*\n_{opt.when_to_use}_"
+        if opt.unavailable:
+            out.append(section(f"{head}\n:no_entry: not available here: {opt.unavailable}"))
+            continue
+        plan = "\n".join(p.text() for p in opt.plans)
+        loss = f"\n:warning: *Data that may be lost:* {opt.data_loss}" if opt.data_loss else ""
+        out.append(section(f"{head}{loss}\n```{plan}```"))
+        out.append(
+            actions(
+                f"rb_method:{opt.method_id}",
+                [
+                    button(
+                        f"Choose {opt.title}",
+                        "choose",
+                        opt.method_id,
+                        _value(view, opt.method_id),
+                        "primary" if opt.recommended else None,
+                    )
+                ],
+            )
+        )
+    return out
+
+
+def _steps_text(incident: Incident) -> str:
+    lines = []
+    for s in sorted(incident.steps, key=lambda s: s.seq):
+        mark = STEP_EMOJI.get(s.status, "")
+        tail = ""
+        if s.result and s.result.get("summary"):
+            tail = f" — {s.result['summary']}"
+        elif s.error:
+            tail = f" — {s.error}"
+        danger = " :warning: destructive" if s.destructive else ""
+        lines.append(f"{mark} {s.seq}. {s.title}{danger}{tail}")
+    return "\n".join(lines)
+
+
+def _checklist_block(view: CardView, which: str) -> list[Block]:
+    items = RUNBOOK.before_checklist if which == "before" else RUNBOOK.after_checklist
+    title = "Before rollback" if which == "before" else "After rollback"
+    options = []
+    selected = []
+    for item in items:
+        tick = view.ticks.get(item.id)
+        desc = f"<@{tick.actor}> {tick.at:%H:%M}Z" if tick and tick.ticked else ""
+        opt: Block = {
+            "text": {"type": "mrkdwn", "text": item.text},
+            "value": item.id,
+        }
+        if desc:
+            opt["description"] = {"type": "mrkdwn", "text": desc}
+        options.append(opt)
+        if tick and tick.ticked:
+            selected.append(opt)
+    element: Block = {
+        "type": "checkboxes",
+        "action_id": f"rb_tick:{which}",
+        "options": options,
+    }
+    if selected:
+        element["initial_options"] = selected
+    return [
+        section(f"*{title} checklist*"),
+        actions(f"rb_checklist:{which}:{view.incident.id}", [element]),
+    ]
+
+
+def incident_card(view: CardView) -> tuple[str, list[Block]]:
+    """The one message in the thread that every click updates in place."""
+    inc = view.incident
+    state = inc.state
+    blocks: list[Block] = [
+        section(headline(inc)),
+        context(f"Path: {path_text(inc)}"),
+    ]
+    closed = state in (State.RESOLVED.value, State.CANCELLED.value)
+    if view.question is not None and state == State.OPENED.value:
+        blocks += _question_blocks(view, view.question)
+    elif state == State.TRIAGED.value or (state == State.FAILED.value and view.options):
+        if state == State.FAILED.value:
+            blocks.append(section(f"*Steps*\n{_steps_text(inc)}"))
+            blocks.append(section("The plan failed. Choose another method, cancel, or resolve."))
+        blocks += _options_blocks(view)
+    if inc.method and state in (
+        State.METHOD_CHOSEN.value,
+        State.AWAITING_APPROVAL.value,
+        State.RUNNING.value,
+        State.VERIFYING.value,
+        State.RESOLVED.value,
+    ):
+        plans = "\n".join(f"{s.seq}. {s.plan_text}" for s in sorted(inc.steps, key=lambda s: s.seq))
+        blocks.append(section(f"*Plan: {RUNBOOK.method(inc.method).title}*\n```{plans}```"))
+        blocks.append(section(f"*Steps*\n{_steps_text(inc)}"))
+    if state == State.METHOD_CHOSEN.value:
+        if view.approvals_needed:
+            blocks.append(
+                actions(
+                    "rb_approval_request",
+                    [button("Request approval", "request_approval", "go", _value(view), "primary")],
+                )
+            )
+        else:
+            blocks.append(
+                actions("rb_run", [button("Run the plan", "run", "go", _value(view), "primary")])
+            )
+    if state == State.AWAITING_APPROVAL.value:
+        who = ", ".join(f"<@{a}>" for a in view.approvers) or "nobody yet"
+        blocks.append(
+            section(
+                f"*Approvals:* {view.approvals_valid}/{view.approvals_needed} (approved by {who})"
+            )
+        )
+        elements = [button("Approve", "approve", "go", _value(view), "primary")]
+        if view.approvals_valid >= view.approvals_needed:
+            elements.append(button("Run the plan", "run", "go", _value(view), "danger"))
+        blocks.append(actions("rb_approval", elements))
+    for step in inc.steps:
+        if step.status == "interrupted":
+            blocks.append(section(f":warning: Step {step.seq} ({step.title}) was interrupted."))
+            blocks.append(
+                actions(
+                    f"rb_interrupted:{step.id}",
+                    [
+                        button(d.capitalize(), "step", d, _value(view, d, step_id=step.id))
+                        for d in ("retry", "skip", "abandon")
+                    ],
+                )
+            )
+    if not closed:
+        blocks += _checklist_block(view, "before")
+        if state in (State.RUNNING.value, State.VERIFYING.value, State.FAILED.value):
+            blocks += _checklist_block(view, "after")
+    if inc.root_cause:
+        blocks.append(section(f"*Root cause:* {inc.root_cause}\n{inc.notes or ''}"))
+    if not closed:
+        elements = [button("Root cause & notes", "root_cause", "open", _value(view))]
+        if state in (State.VERIFYING.value, State.FAILED.value):
+            elements.append(button("Resolve", "resolve", "go", _value(view), "primary"))
+        if state not in (State.RUNNING.value, State.VERIFYING.value):
+            elements.append(button("Cancel incident", "cancel", "go", _value(view), "danger"))
+        blocks.append(actions("rb_controls", elements))
+    return f"{inc.ref} · {inc.state}", blocks[:50]
+
+
+def resolve_confirmation(incident: Incident, missing: Sequence[str], nonce: str) -> list[Block]:
+    items = "\n".join(f"• {m}" for m in missing)
+    value = ActionValue(incident.id, nonce=nonce, confirm=True)
+    return [
+        section(
+            f"{incident.ref} still has {len(missing)} unticked checklist item(s):\n{items}\n"
+            "Resolve anyway?"
+        ),
+        actions(
+            "rb_resolve_confirm", [button("Resolve anyway", "resolve", "confirm", value, "danger")]
+        ),
+    ]
+
+
+def root_cause_modal(incident_id: int) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": "rb_root_cause",
+        "private_metadata": ActionValue(incident_id).encode(),
+        "title": {"type": "plain_text", "text": "Root cause"},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "root_cause",
+                "label": {"type": "plain_text", "text": "Root cause"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "value",
+                    "multiline": True,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": "notes",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Notes for the post-mortem"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "value",
+                    "multiline": True,
+                },
+            },
+        ],
+    }
+
+
+def status_text(incidents: Sequence[Incident]) -> str:
+    if not incidents:
+        return "No open incidents."
+    lines = [
+        f"• {headline(i)} — {i.description or 'no description'} — "
+        f"<{thread_link(i.chat_channel, i.chat_thread)}|thread>"
+        for i in incidents
+    ]
+    return "*Open incidents*\n" + "\n".join(lines)
+
+
+def timeline_text(incident: Incident, lines: Sequence[str]) -> str:
+    body = "\n".join(lines[-60:])
+    return _clip(f"*Timeline of {incident.ref}* ({incident.state})\n```{body}```")

@@ -1,0 +1,254 @@
+"""What each Slack interaction does, in core terms; runs after the request is acked.
+
+Every method here is called from the background pool with plain values (user,
+incident id, argument). The core decides and commits; then the incident card is
+re-rendered from the store and updated in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from bot.audit import format_timeline, timeline
+from bot.config import Settings
+from bot.errors import NotFoundError, RollbotError
+from bot.lifecycle import State
+from bot.models import Incident
+from bot.runbook import RUNBOOK, DecisionNode
+from bot.service import Rollbot
+from handlers.runtime import Runtime
+from handlers.slack import blocks
+from handlers.slack.metadata import new_nonce
+from handlers.slack.poster import SlackPoster
+from handlers.slack.progress import Debouncer, SlackProgressSink
+
+log = logging.getLogger(__name__)
+
+
+def parse_rollback_text(text: str, settings: Settings) -> tuple[str | None, str]:
+    """``"production users.new_column breaks login"`` -> ("production", "users...").
+
+    The first word, when given, must name an environment or a tier; anything else
+    is refused with the valid names, so a typo never opens an incident elsewhere.
+    """
+    words = text.strip().split(maxsplit=1)
+    if not words:
+        return None, ""
+    first = words[0].lower()
+    try:
+        env = settings.resolve_environment(first)
+    except RollbotError:
+        valid = ", ".join(settings.environments) or "(none configured)"
+        raise NotFoundError(
+            f"unknown environment {words[0]!r}; usage: /rollback [environment] [description]; "
+            f"valid environments: {valid}"
+        ) from None
+    return env.name, words[1].strip() if len(words) > 1 else ""
+
+
+class IncidentFlows:
+    def __init__(self, runtime: Runtime, poster: SlackPoster, debounce_seconds: float = 1.0):
+        self.runtime = runtime
+        self.bot: Rollbot = runtime.bot
+        self.settings = runtime.settings
+        self.poster = poster
+        self.debouncer = Debouncer(debounce_seconds)
+        self._card_locks: dict[int, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # ------------------------------------------------------------ rendering
+    def _lock(self, incident_id: int) -> threading.Lock:
+        with self._locks_guard:
+            return self._card_locks.setdefault(incident_id, threading.Lock())
+
+    def card_view(self, incident: Incident) -> blocks.CardView:
+        view = blocks.CardView(incident=incident, nonce=new_nonce())
+        node = RUNBOOK.walk(incident.answers)
+        if isinstance(node, DecisionNode):
+            view.question = node
+        elif incident.state in (State.TRIAGED.value, State.FAILED.value):
+            view.options = self._method_options(incident, node.methods)
+        if incident.tier:
+            policy = self.bot.policy(incident.tier)  # type: ignore[arg-type]
+            valid = policy.valid(incident.approvals, incident.plan_hash, self.bot.clock())
+            view.approvals_valid, view.approvals_needed = len(valid), policy.min_approvals
+            view.approvers = [a.approver for a in valid]
+        view.ticks = self.bot.ticks(incident.id)
+        return view
+
+    def _method_options(
+        self, incident: Incident, method_ids: tuple[str, ...]
+    ) -> list[blocks.MethodOption]:
+        options = []
+        for n, method_id in enumerate(method_ids):
+            method = RUNBOOK.method(method_id)
+            opt = blocks.MethodOption(
+                method_id=method_id,
+                title=method.title,
+                when_to_use=method.when_to_use,
+                recommended=n == 0,
+                data_loss=method.data_loss,
+            )
+            try:
+                opt.plans = self.bot.preview(incident.id, method_id)
+            except RollbotError as exc:
+                opt.unavailable = str(exc)
+            options.append(opt)
+        return options
+
+    def ensure_thread(self, incident: Incident) -> Incident:
+        """Post the parent message and the card if they are missing (or a post failed)."""
+        if incident.chat_channel and incident.chat_thread and incident.chat_message:
+            return incident
+        text, parent_blocks = blocks.parent_message(incident)
+        if not (incident.chat_channel and incident.chat_thread):
+            parent = self.poster.post(self.settings.slack.incidents_channel, text, parent_blocks)
+            if not parent:
+                return incident
+            channel, thread = parent["channel"], parent["ts"]
+        else:
+            channel, thread = incident.chat_channel, incident.chat_thread
+        card_text, card_blocks = blocks.incident_card(self.card_view(incident))
+        card = self.poster.post(channel, card_text, card_blocks, thread_ts=thread)
+        self.bot.attach_chat(incident.id, channel, thread, card["ts"] if card else None)
+        return self.bot.get(incident.id)
+
+    def refresh(self, incident_id: int) -> None:
+        """Re-render the card (and the parent's headline) from the store, in place."""
+        with self._lock(incident_id):
+            incident = self.bot.get(incident_id)
+            if not incident.chat_message:
+                self.ensure_thread(incident)
+                return
+            text, card_blocks = blocks.incident_card(self.card_view(incident))
+            self.poster.update(
+                incident.chat_channel or "", incident.chat_message, text, card_blocks
+            )
+            ptext, pblocks = blocks.parent_message(incident)
+            self.poster.update(
+                incident.chat_channel or "", incident.chat_thread or "", ptext, pblocks
+            )
+
+    def say(self, incident: Incident, text: str) -> None:
+        if incident.chat_channel and incident.chat_thread:
+            self.poster.post(incident.chat_channel, text, thread_ts=incident.chat_thread)
+
+    # ------------------------------------------------------------ commands
+    def open(self, user: str, environment: str | None, description: str, source: str) -> Incident:
+        incident = self.bot.open_incident(user, description, environment, source=source)
+        incident = self.ensure_thread(incident)
+        link = blocks.thread_link(incident.chat_channel, incident.chat_thread)
+        where = f" in *{incident.environment}*" if incident.environment else ""
+        self.poster.post(
+            self.settings.slack.devops_channel,
+            f":rotating_light: {incident.ref}: <@{user}> started a database rollback{where}: "
+            f"{incident.description or 'no description'} — <{link}|thread>",
+        )
+        return incident
+
+    def answer(self, user: str, incident_id: int, choice: str) -> None:
+        self.bot.answer(incident_id, choice, user)
+        self.refresh(incident_id)
+
+    def choose(self, user: str, incident_id: int, method: str) -> None:
+        self.bot.choose_method(incident_id, method, user)
+        self.refresh(incident_id)
+
+    def request_approval(self, user: str, incident_id: int) -> None:
+        incident = self.bot.request_approval(incident_id, user)
+        self.refresh(incident_id)
+        valid, needed = self.bot.approval_status(incident)
+        self.say(
+            incident,
+            f":raised_hand: <@{user}> asks for approval of the {incident.method} plan of "
+            f"{incident.ref} ({valid}/{needed}); approvers, see the card above.",
+        )
+
+    def approve(self, user: str, incident_id: int) -> None:
+        outcome = self.bot.approve(incident_id, user)
+        self.refresh(incident_id)
+        self.say(
+            outcome.incident,
+            f":white_check_mark: <@{user}> approved {outcome.incident.ref} "
+            f"({outcome.valid}/{outcome.needed})"
+            + (" — ready to run." if outcome.satisfied else ""),
+        )
+
+    def run(self, user: str, incident_id: int) -> None:
+        incident = self.bot.start(incident_id, user)
+        self.refresh(incident_id)
+        self.say(incident, f":arrow_forward: <@{user}> started the {incident.method} plan.")
+        self._submit(incident)
+
+    def _submit(self, incident: Incident) -> None:
+        sink = SlackProgressSink(
+            self.poster,
+            incident.chat_channel or self.settings.slack.incidents_channel,
+            incident.chat_thread or "",
+            debouncer=self.debouncer,
+            on_change=self.refresh,
+        )
+        self.runtime.executor.submit(incident.id, sink, done=self._finished)
+
+    def _finished(self, incident: Incident) -> None:
+        self.refresh(incident.id)
+        if incident.state == State.VERIFYING.value:
+            self.say(
+                incident,
+                f":mag: {incident.ref}: all steps done. Tick the after-rollback checklist, "
+                "record the root cause, then resolve.",
+            )
+        elif incident.state == State.FAILED.value:
+            self.say(incident, f":x: {incident.ref} failed; choose another method or cancel.")
+
+    def step_decision(self, user: str, incident_id: int, step_id: int, decision: str) -> None:
+        incident = self.bot.decide_interrupted(incident_id, step_id, user, decision)
+        self.refresh(incident_id)
+        if decision == "retry" and incident.state == State.RUNNING.value:
+            self._submit(incident)
+
+    def set_ticks(self, user: str, incident_id: int, which: str, selected: set[str]) -> None:
+        items = RUNBOOK.before_checklist if which == "before" else RUNBOOK.after_checklist
+        current = self.bot.ticks(incident_id)
+        changed = False
+        for item in items:
+            want = item.id in selected
+            have = bool(current.get(item.id) and current[item.id].ticked)
+            if want != have:
+                self.bot.tick(incident_id, item.id, user, ticked=want)
+                changed = True
+        if changed:
+            self.refresh(incident_id)
+
+    def resolve(self, user: str, incident_id: int, confirm: bool, channel: str | None) -> None:
+        missing = self.bot.unticked(incident_id)
+        incident = self.bot.get(incident_id)
+        if missing and not confirm and incident.state != State.RESOLVED.value:
+            self.poster.ephemeral(
+                channel or incident.chat_channel,
+                user,
+                f"{incident.ref} has {len(missing)} unticked checklist item(s); resolve anyway?",
+                thread_ts=incident.chat_thread,
+                blocks=blocks.resolve_confirmation(incident, missing, new_nonce()),
+            )
+            return
+        incident = self.bot.resolve(incident_id, user, confirm_unticked=confirm)
+        self._closed(incident)
+
+    def cancel(self, user: str, incident_id: int) -> None:
+        incident = self.bot.cancel(incident_id, user, reason="cancelled from Slack")
+        self._closed(incident)
+
+    def _closed(self, incident: Incident) -> None:
+        self.refresh(incident.id)
+        with self.bot.store.session() as session:
+            lines = format_timeline(timeline(session, incident.id))
+        self.say(incident, blocks.timeline_text(incident, lines))
+
+    def record_root_cause(self, user: str, incident_id: int, root_cause: str, notes: str) -> None:
+        self.bot.record_root_cause(incident_id, user, root_cause, notes)
+        self.refresh(incident_id)
+
+    def status(self) -> str:
+        return blocks.status_text(self.bot.open_incidents())
