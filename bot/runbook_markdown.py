@@ -103,7 +103,9 @@ def _methods_in_order(rb: Runbook) -> list[Method]:
 
 
 def _method(rb: Runbook, m: Method) -> str:
-    heading = m.heading if m.option is not None else f"{m.heading} (decision-tree method)"
+    in_tree = any(m.id in leaf.methods for _, leaf in rb.leaves())
+    origin = "decision-tree method" if in_tree else "common-scenario action"
+    heading = m.heading if m.option is not None else f"{m.heading} ({origin})"
     parts = [f"## {heading}", f"**When to use:** {m.when_to_use}"]
     for label, items in (
         ("Advantages", m.advantages),

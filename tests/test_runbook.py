@@ -212,7 +212,7 @@ def test_pitr_variants(source: str) -> None:
 
 def test_method_flags() -> None:
     destructive = {m.id for m in RUNBOOK.methods.values() if m.destructive}
-    assert destructive == {"pitr", "pg_dump_restore", "neon_branch", "dev_reset"}
+    assert destructive == {"pitr", "pg_dump_restore", "neon_branch", "dev_reset", "stuck_migration"}
     for m in RUNBOOK.methods.values():
         assert bool(m.data_loss) == m.destructive, m.id
         assert m.steps, m.id
@@ -220,6 +220,9 @@ def test_method_flags() -> None:
     assert RUNBOOK.method("forward_fix").example.startswith("// Before (problematic)")
     assert RUNBOOK.method("dev_reset").option is None
     assert RUNBOOK.method("app_rollback").option is None
+    rendered = render_markdown()
+    assert f"## {RUNBOOK.method('stuck_migration').heading} (common-scenario action)" in rendered
+    assert f"## {RUNBOOK.method('dev_reset').heading} (decision-tree method)" in rendered
 
 
 # ---- checklists, contacts, prevention, scenarios, drill ---------------------------------

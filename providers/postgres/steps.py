@@ -50,11 +50,12 @@ class VerifyStep:
         from providers.postgres.verify import verify_database
 
         env = ctx.environment
-        expected = self.expected_head or ctx.shared.get("expected_head")
+        journal = journal_of(env)
+        expected = self.expected_head or _restored_head(ctx, journal)
         report = verify_database(
             env.database_url(),
             migrations_table=env.migrations_table,
-            journal=journal_of(env),
+            journal=journal,
             smoke_queries=env.smoke_queries,
             expected_head=expected,
         )
@@ -69,6 +70,19 @@ class VerifyStep:
                 "problems": report.problems,
             },
         )
+
+
+def _restored_head(ctx: StepContext, journal: Journal | None) -> str | None:
+    """After a restore the database is expected at the snapshot's migrations head, not at
+    the journal's newest entry: name that entry so verify checks the right head."""
+    restored = ctx.shared.get("postgres.restore") or {}
+    head = restored.get("migrations_head") or {}
+    if journal is None or not head.get("hash"):
+        return None
+    for entry in journal.entries:
+        if entry.hash == head["hash"]:
+            return entry.tag
+    return None
 
 
 def _migrate_callable(env: EnvironmentConfig, ctx: StepContext) -> Any:
@@ -250,6 +264,7 @@ class RestoreStep:
 
     def run(self, ctx: StepContext) -> StepResult:
         from providers.postgres.restore import restore_snapshot
+        from providers.postgres.snapshot import get_snapshot
 
         env = ctx.environment
         storage = storage_of(env)
@@ -265,6 +280,7 @@ class RestoreStep:
             migrations_table=env.migrations_table,
             progress=_bytes_reporter(ctx, f"restore {name}"),
         )
+        restored_head = (get_snapshot(storage, name).manifest or {}).get("migrations_head")
         kept = f"; previous database kept as {result.kept_database}" if result.kept_database else ""
         ctx.audit(
             "provider", f"Restore finished: {name}", {"safety_snapshot": result.safety_snapshot}
@@ -276,6 +292,7 @@ class RestoreStep:
                 "snapshot": name,
                 "safety_snapshot": result.safety_snapshot,
                 "kept_database": result.kept_database,
+                "migrations_head": restored_head,
                 "durations": result.durations,
             },
         )
