@@ -180,7 +180,7 @@ def build_app(
         try:
             environment, description = parse_rollback_text(command.get("text") or "", settings)
         except RollbotError as exc:
-            ack(text=f":warning: {exc}")
+            ack(text=f":warning: {exc}", response_type="ephemeral")
             return
         ack()
         user, channel = command["user_id"], command.get("channel_id")

@@ -24,6 +24,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.config import load_settings
 from bot.errors import ConfigError
 from bot.redact import redact, register_secret
+from bot.service import Rollbot
 from handlers.runtime import Runtime, start_runtime
 from handlers.slack.app import build_app
 from handlers.slack.client import SlackGroupDirectory, api_url_from_env, make_web_client
@@ -71,8 +72,14 @@ def create_app(
     return app, runtime
 
 
-def wsgi_app(app: App) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """``/slack/events`` for Slack, ``/healthz`` for load balancers and probes."""
+def wsgi_app(
+    app: App, bot: Rollbot | None = None
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """``/slack/events`` for Slack, ``/healthz`` for load balancers and probes.
+
+    A request refused for its signature or timestamp (401) is audited: it was an
+    attempt to act that nobody can be held to, and people should see it.
+    """
     slack = SlackRequestHandler(app, path="/slack/events")
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -80,7 +87,22 @@ def wsgi_app(app: App) -> Callable[[dict[str, Any], StartResponse], Iterable[byt
             body = json.dumps({"ok": True}).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
-        return slack(environ, start_response)
+
+        def audited_start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            if status.startswith("401") and bot is not None:
+                try:
+                    bot.note(
+                        None,
+                        "slack",
+                        "refused",
+                        "Refused a Slack request: invalid signature or stale timestamp",
+                        {"remote": environ.get("REMOTE_ADDR"), "path": environ.get("PATH_INFO")},
+                    )
+                except Exception:
+                    log.warning("could not audit a refused request", exc_info=True)
+            return start_response(status, headers, *exc)
+
+        return slack(environ, audited_start)
 
     return application
 
@@ -116,8 +138,8 @@ def serve_http(
                 self.cfg.set(key, value)
 
         def load(self) -> Callable[..., Any]:
-            app, _runtime = create_app(config, tokens, socket_mode=False)
-            return wsgi_app(app)
+            app, runtime = create_app(config, tokens, socket_mode=False)
+            return wsgi_app(app, runtime.bot)
 
     Gunicorn().run()
 

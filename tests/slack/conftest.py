@@ -10,6 +10,7 @@ import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -74,12 +75,14 @@ def write_slack_config(folder: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def fake_slack() -> Iterator[FakeSlack]:
+@contextmanager
+def running_fake_slack() -> Iterator[FakeSlack]:
     fake = FakeSlack().start()
     fake.groups[DBA_GROUP] = [BOB]
-    yield fake
-    fake.stop()
+    try:
+        yield fake
+    finally:
+        fake.stop()
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +138,12 @@ def served_env(fake: FakeSlack, prod_db: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def http_driver(
+def http_driver(prod_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlackDriver]:
+    with running_fake_slack() as fake:
+        yield from _http_driver(fake, prod_db, tmp_path_factory)
+
+
+def _http_driver(
     fake_slack: FakeSlack, prod_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SlackDriver]:
     folder = tmp_path_factory.mktemp("slack_http")
@@ -155,7 +163,12 @@ def http_driver(
 
 
 @pytest.fixture(scope="module")
-def socket_driver(
+def socket_driver(prod_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlackDriver]:
+    with running_fake_slack() as fake:
+        yield from _socket_driver(fake, prod_db, tmp_path_factory)
+
+
+def _socket_driver(
     fake_slack: FakeSlack, prod_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SlackDriver]:
     folder = tmp_path_factory.mktemp("slack_socket")

@@ -191,7 +191,12 @@ class SlackDriver:
             text = blocks_text(fake.messages[(card.channel, card.ts)]["blocks"])
             return text if predicate(text) else None
 
-        return self.fake.wait_for(check, what=f"card {what}")
+        try:
+            return self.fake.wait_for(check, what=f"card {what}")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\n--- serve log ---\n{self.log.read_text()[-4000:]}"
+            ) from None
 
     def wait_state(self, card: Card, state: str) -> str:
         return self.wait_card(

@@ -83,13 +83,33 @@ class FakeSocketMode:
         if kind == "events_api":
             envelope["retry_attempt"] = retry_attempt
             envelope["retry_reason"] = "timeout" if retry_attempt else ""
-        self.wait_connected()
-        with self._cond:
-            conn = self._conns[-1]
         start = time.perf_counter()
-        conn.send(json.dumps(envelope))
-        with self._cond:
-            if not self._cond.wait_for(lambda: envelope_id in self._acks, timeout):
-                raise AssertionError(f"no ack for {kind} envelope")
-            ack = self._acks.pop(envelope_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            self.wait_connected()
+            with self._cond:
+                conn = self._conns[-1]
+            try:
+                conn.send(json.dumps(envelope))
+            except Exception:  # closed under us: drop it and use the next connection
+                with self._cond:
+                    if conn in self._conns:
+                        self._conns.remove(conn)
+                continue
+            with self._cond:
+                # Like Slack: an envelope sent on a connection that closes before its
+                # ack (the client refreshed its connection) is sent again on the new one.
+                self._cond.wait_for(
+                    lambda c=conn: (
+                        envelope_id in self._acks
+                        or c not in self._conns
+                        or time.monotonic() > deadline
+                    ),
+                    max(deadline - time.monotonic(), 0),
+                )
+                if envelope_id in self._acks:
+                    ack = self._acks.pop(envelope_id)
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no ack for {kind} envelope")
         return ack, time.perf_counter() - start
