@@ -251,4 +251,9 @@ class IncidentFlows:
         self.refresh(incident_id)
 
     def status(self) -> str:
+        """Open incidents with links; a thread lost to a Slack outage is posted now."""
+        incidents = self.bot.open_incidents()
+        for incident in incidents:
+            if not incident.chat_message:
+                self.ensure_thread(incident)
         return blocks.status_text(self.bot.open_incidents())
