@@ -49,6 +49,6 @@ ENV PATH=/app/.venv/bin:$PATH \
 USER rollbot
 WORKDIR /data
 EXPOSE 3000
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import sys,urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=2).status == 200 else 1)" || exit 1
+# No HEALTHCHECK: Socket Mode serves no HTTP. In HTTP mode probe GET /healthz.
 ENTRYPOINT ["rollbot"]
 CMD ["serve", "--http", "--port", "3000"]

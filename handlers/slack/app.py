@@ -56,7 +56,7 @@ class ReplyTo:
 class Dispatcher:
     """Runs acked work in the background, once per idempotency key, errors as ephemerals."""
 
-    def __init__(self, bot: Rollbot, poster: SlackPoster, workers: int = 8) -> None:
+    def __init__(self, bot: Rollbot, poster: SlackPoster, workers: int = 4) -> None:
         self.bot = bot
         self.poster = poster
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="rollbot-slack")
@@ -131,7 +131,7 @@ def build_app(
     client: WebClient,
     signing_secret: str | None = None,
     socket_mode: bool = False,
-    workers: int = 8,
+    workers: int = 4,
     debounce_seconds: float = 1.0,
 ) -> App:
     """The Slack app for one process. ``client`` is made by ``make_web_client``."""
