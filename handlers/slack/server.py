@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,4 +176,3 @@ def serve_socket(config: str | Path | None, *, stop: threading.Event | None = No
     finally:
         handler.close()
         runtime.executor.shutdown()
-        time.sleep(0)

@@ -139,3 +139,45 @@ def test_card_is_valid_block_kit_in_every_state(core: Rollbot) -> None:
     assert "rb_run" not in _card_ok(core, inc.id, approvals_needed=1)
     core.approve(inc.id, ALICE)
     assert "rb_run" in _card_ok(core, inc.id, approvals_needed=1, approvals_valid=1)
+
+
+def test_expired_approval_and_unexpected_errors_become_ephemerals(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    from bot.executor import Executor
+    from handlers.runtime import Runtime
+    from handlers.slack.app import GENERIC_ERROR, Dispatcher, ReplyTo
+    from handlers.slack.flows import IncidentFlows
+    from tests.core_fixtures import Clock
+
+    register_provider_steps()
+    clock = Clock()
+    settings = load_settings(write_slack_config(tmp_path))
+    bot = Rollbot.open(settings, clock=clock)
+    runtime = Runtime(settings, bot, Executor(bot))
+    poster = SlackPoster(make_web_client(BOT_TOKEN, fake.url))
+    flows = IncidentFlows(runtime, poster)
+    dispatcher = Dispatcher(bot, poster)
+    incident = flows.open(REQUESTER, "production", "expiry", source="slack")
+    flows.answer(REQUESTER, incident.id, "app_broken")
+    flows.choose(REQUESTER, incident.id, "app_rollback")
+    flows.request_approval(REQUESTER, incident.id)
+    flows.approve(ALICE, incident.id)
+    clock.advance(minutes=31)  # production approvals live 30 minutes
+    reply = ReplyTo("C0INCIDENTS", REQUESTER)
+    dispatcher.submit("k1", reply, lambda: flows.run(REQUESTER, incident.id)).result(10)
+    texts = [c.args["text"] for c in fake.calls_to("chat.postEphemeral")]
+    assert any("expired: U0ALICE" in t for t in texts), texts
+    assert bot.get(incident.id).state == "awaiting_approval"
+
+    def boom() -> None:
+        raise ValueError("postgresql://u:hunter2@db/x exploded")
+
+    dispatcher.submit("k2", reply, boom).result(10)
+    last = fake.calls_to("chat.postEphemeral")[-1].args["text"]
+    assert last == GENERIC_ERROR and "hunter2" not in last and "Traceback" not in last
+    dispatcher.submit("k2", reply, boom).result(10)  # same key: nothing happens again
+    assert fake.calls_to("chat.postEphemeral")[-1].args["text"] == GENERIC_ERROR
+    assert len(fake.calls_to("chat.postEphemeral")) == len(texts) + 1
+    dispatcher.shutdown()
+    bot.store.dispose()
