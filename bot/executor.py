@@ -122,6 +122,29 @@ class Executor:
                     )
         return interrupted
 
+    def resumable(self) -> list[int]:
+        """Running incidents whose next step is queued but unclaimed (e.g. the process that
+        started them stopped before its worker picked them up): safe to submit again, since
+        a claim is exactly-once."""
+        with self.bot.store.session() as session:
+            rows = session.scalars(
+                select(Step.incident_id)
+                .join(Incident, Incident.id == Step.incident_id)
+                .where(
+                    Incident.state == State.RUNNING.value, Step.status == StepStatus.QUEUED.value
+                )
+                .distinct()
+            ).all()
+            blocked = set(
+                session.scalars(
+                    select(Step.incident_id).where(
+                        Step.incident_id.in_(rows),
+                        Step.status.in_([StepStatus.RUNNING.value, StepStatus.INTERRUPTED.value]),
+                    )
+                ).all()
+            )
+        return sorted(set(rows) - blocked)
+
     # ------------------------------------------------------------ claiming
     def _claim_next(self, incident_id: int) -> Step | None:
         with self.bot.store.session() as session:

@@ -197,3 +197,17 @@ def test_team_commands_see_database_url_and_environment(
     rollbot.start(incident_id, "alice")
     done = Executor(rollbot).run_incident(incident_id)
     assert done.steps[0].status == "succeeded", done.steps[0].error
+
+
+def test_queued_work_of_a_stopped_process_is_resumable_once(bot: Rollbot) -> None:
+    from bot.executor import Executor
+
+    incident_id = triaged_production(bot, "app_broken")
+    bot.choose_method(incident_id, "app_rollback", "alice")
+    bot.request_approval(incident_id, "alice")
+    bot.approve(incident_id, "bob")
+    bot.start(incident_id, "alice")  # queued; the process "stops" before running it
+    executor = Executor(bot)
+    assert executor.resumable() == [incident_id]
+    assert executor.run_incident(incident_id).state == State.VERIFYING
+    assert executor.resumable() == []

@@ -308,6 +308,7 @@ def build_app(
     def ignore_messages(ack: Callable[..., None]) -> None:
         ack()
 
+    dispatcher.submit(None, ReplyTo(None, "rollbot"), flows.resume_queued)
     app.rollbot_dispatcher = dispatcher  # type: ignore[attr-defined]
     app.rollbot_flows = flows  # type: ignore[attr-defined]
     return app

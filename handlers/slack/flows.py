@@ -181,6 +181,11 @@ class IncidentFlows:
         self.say(incident, f":arrow_forward: <@{user}> started the {incident.method} plan.")
         self._submit(incident)
 
+    def resume_queued(self) -> None:
+        """At start-up: continue plans a stopped process had queued but not begun."""
+        for incident_id in self.runtime.executor.resumable():
+            self._submit(self.bot.get(incident_id))
+
     def _submit(self, incident: Incident) -> None:
         sink = SlackProgressSink(
             self.poster,
