@@ -9,11 +9,6 @@ own kinds (``postgres.restore``, ...); the core only knows the protocol.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 from bot.config import EnvironmentConfig, Settings
 from bot.errors import RollbotError
 from bot.redact import redact
+from bot.shell import TIMEOUT_EXIT, command_environment, run_streaming
 
 Reporter = Callable[[str], None]
 
@@ -163,34 +159,21 @@ class CommandStep:
             {"cwd": str(env.commands.workdir)},
         )
         tail: deque[str] = deque(maxlen=self.tail_lines)
+
+        def on_line(line: str) -> None:
+            tail.append(line)
+            ctx.report("\n".join(tail))
+            ctx.heartbeat()
+
         started = time.monotonic()
-        proc = subprocess.Popen(
-            ["bash", "-c", shell],
-            cwd=env.commands.workdir,
-            env=_command_environment(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            start_new_session=True,
+        timeout = env.commands.timeout_seconds
+        code = run_streaming(
+            shell, env.commands.workdir, timeout, command_environment(env), on_line
         )
-        timer = threading.Timer(env.commands.timeout_seconds, lambda: _kill_group(proc), args=())
-        timer.start()
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                tail.append(redact(line.rstrip()))
-                ctx.report("\n".join(tail))
-                ctx.heartbeat()
-            code = proc.wait()
-        finally:
-            timer.cancel()
         elapsed = time.monotonic() - started
-        timed_out = elapsed >= env.commands.timeout_seconds and code < 0
         summary = (
-            f"`{self.command}` timed out after {env.commands.timeout_seconds}s"
-            if timed_out
+            f"`{self.command}` timed out after {timeout}s"
+            if code == TIMEOUT_EXIT and elapsed >= timeout
             else f"`{self.command}` exited {code} after {elapsed:.1f}s"
         )
         ctx.audit(
@@ -199,20 +182,6 @@ class CommandStep:
             {"seconds": round(elapsed, 2)},
         )
         return StepResult(code == 0, summary, {"exit_code": code, "tail": list(tail)})
-
-
-def _command_environment(env: EnvironmentConfig) -> dict[str, str]:
-    """The team's commands see the environment's DATABASE_URL and ENVIRONMENT, as in CI."""
-    variables = dict(os.environ)
-    variables["ENVIRONMENT"] = env.tier
-    if os.environ.get(env.database_url_env):
-        variables["DATABASE_URL"] = env.database_url()
-    return variables
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @register_step

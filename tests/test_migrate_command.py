@@ -228,7 +228,7 @@ def test_production_override_is_audited_and_runs(
 
 
 def test_timeout_kills_the_command_group_and_returns_124(tmp_path: Path) -> None:
-    from handlers.commands.migrate import TIMEOUT_EXIT, run_streaming
+    from bot.shell import TIMEOUT_EXIT, run_streaming
 
     lines: list[str] = []
     started = time.monotonic()

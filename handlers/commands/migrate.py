@@ -18,14 +18,8 @@ Order matters, and nothing runs before the checks pass:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +28,11 @@ from bot.audit import append_audit_line
 from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
 from bot.redact import redact
+from bot.shell import TIMEOUT_EXIT, command_environment, run_streaming
 from handlers.runtime import Runtime, default_actor, start_runtime
 from providers.drizzle.journal import Journal
 from providers.drizzle.steps import migrations_journal, pending_entries
 from providers.squawk import RiskReport, check_files
-
-TIMEOUT_EXIT = 124  # what coreutils' timeout returns
 
 
 class RiskRefusedError(RollbotError):
@@ -129,56 +122,6 @@ def take_predeploy_snapshot(env: EnvironmentConfig, url: str, name: str) -> str:
     return snap.summary()
 
 
-def run_streaming(
-    shell: str,
-    cwd: Path,
-    timeout: float,
-    env: dict[str, str],
-    out: Callable[[str], None],
-) -> int:
-    """Run ``shell`` in its own process group, stream its output, return its exit code.
-
-    A timeout kills the whole group and returns 124; death by a signal returns
-    128 + the signal number, like a shell.
-    """
-    proc = subprocess.Popen(
-        ["bash", "-c", shell],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
-    timed_out = threading.Event()
-
-    def kill() -> None:
-        timed_out.set()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    timer = threading.Timer(timeout, kill)
-    timer.start()
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out(redact(line.rstrip("\n")))
-        code = proc.wait()
-    finally:
-        timer.cancel()
-    if timed_out.is_set():
-        return TIMEOUT_EXIT
-    return 128 - code if code < 0 else code
-
-
-def _child_env(env: EnvironmentConfig, url: str) -> dict[str, str]:
-    child = dict(os.environ)
-    child.update({"DATABASE_URL": url, "ENVIRONMENT": env.name, "ROLLBOT_ENVIRONMENT": env.name})
-    return child
-
-
 def _apply_builtin(env: EnvironmentConfig, url: str, journal: Journal) -> int:
     from providers.drizzle.apply import apply_migrations
 
@@ -232,7 +175,7 @@ def migrate(runtime: Runtime, env_name: str, override: str | None = None) -> int
             env.commands.migrate,
             env.commands.workdir,
             env.commands.timeout_seconds,
-            _child_env(env, url),
+            command_environment(env),
             print,
         )
     else:
