@@ -42,7 +42,7 @@ from providers.postgres.conn import connect
 from providers.postgres.restore import restore_snapshot
 from providers.postgres.snapshot import create_snapshot
 from providers.postgres.tools import child_env, find_client_tools
-from providers.storage import open_storage
+from providers.storage import BackupStorage, open_storage
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -75,17 +75,18 @@ def tree_rss(root: int) -> int:
 class PeakRss:
     """Samples the process tree's RSS every 20 ms while the block runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: int | None = None) -> None:
+        self.root = root or os.getpid()
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, tree_rss(os.getpid()))
+            self.peak = max(self.peak, tree_rss(self.root))
 
     def __enter__(self) -> PeakRss:
-        self.peak = tree_rss(os.getpid())
+        self.peak = tree_rss(self.root)
         self._thread.start()
         return self
 
@@ -115,10 +116,58 @@ def recreate(cluster: ThrowawayCluster, name: str) -> str:
     return cluster.url(name)
 
 
+STREAM_SCRIPT = """
+import os, sys
+from providers.storage import open_storage
+from providers.postgres.snapshot import create_snapshot
+from providers.postgres.restore import restore_snapshot
+storage = open_storage(sys.argv[2])
+if sys.argv[1] == "snapshot":
+    print(create_snapshot(os.environ["BENCH_URL"], storage, format="sql.zst").name)
+else:
+    restore_snapshot(os.environ["BENCH_URL"], storage, sys.argv[3])
+"""
+
+
+def _stream_once(url: str, *args: str) -> tuple[int, str]:
+    """Run one snapshot or restore in a fresh rollbot process; its tree's peak RSS."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STREAM_SCRIPT, *args],
+        env={**os.environ, "BENCH_URL": url},
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with PeakRss(proc.pid) as peak:
+        out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"streaming {args[0]} failed (exit {proc.returncode})")
+    return peak.peak, out.strip()
+
+
+def stream_peaks(
+    cluster: ThrowawayCluster, url: str, storage: BackupStorage, tag: str
+) -> tuple[int, int]:
+    """Peak RSS of a rollbot process (and its children) while a plain zstd dump streams out
+    of one database and back into another: measured in a fresh process, so only the
+    streaming counts, not what this benchmark process accumulated."""
+    location = str(storage.location)
+    snap_peak, name = _stream_once(url, "snapshot", location)
+    target = recreate(cluster, f"stream_target_{tag}")
+    restore_peak, _ = _stream_once(target, "restore", location, name)
+    return snap_peak, restore_peak
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="300MB")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--memory-size",
+        metavar="SIZE",
+        help="also stream a dump of a database this big (e.g. 1GB) through rollbot and compare "
+        "peak memory with the --size run, to show it stays flat in the dump's size",
+    )
     args = parser.parse_args(argv)
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="rollbot-bench-"))
@@ -158,9 +207,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"run {i + 1}: raw snapshot {raw_snap[-1]:.2f}s, rollbot {our_snap[-1]:.2f}s; "
                 f"raw restore {raw_restore[-1]:.2f}s, rollbot {our_restore[-1]:.2f}s"
             )
-        with PeakRss() as peak:
-            create_snapshot(src, storage, format="sql.zst")
-        peaks["sql.zst (streamed through rollbot)"] = peak.peak
+        streamed = {data.bytes: stream_peaks(cluster, src, storage, "small")}
+        if args.memory_size:
+            big = cluster.create_database("bench_big")
+            apply_migrations(big, read_journal(EXAMPLE_MIGRATIONS))
+            big_data = fill(big, parse_size(args.memory_size))
+            streamed[big_data.bytes] = stream_peaks(cluster, big, storage, "big")
         baseline = tree_rss(os.getpid())
 
     def med(xs: list[float]) -> float:
@@ -182,6 +234,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak RSS of rollbot + children while snapshotting {data.bytes / 1e6:,.0f} MB:")
     for what, value in peaks.items():
         print(f"  {what:36} {value / 1e6:8.1f} MB  {'ok' if value < 200e6 else 'OVER 200 MB'}")
+    print("peak RSS while streaming a plain zstd dump through rollbot (snapshot / restore):")
+    for db_bytes, (snap_peak, restore_peak) in sorted(streamed.items()):
+        worst = max(snap_peak, restore_peak)
+        print(
+            f"  database {db_bytes / 1e6:8,.0f} MB: {snap_peak / 1e6:8.1f} MB / "
+            f"{restore_peak / 1e6:8.1f} MB  {'ok' if worst < 200e6 else 'OVER 200 MB'}"
+        )
+    if len(streamed) > 1:
+        (_, small), (_, large) = sorted(streamed.items())
+        growth = max(large) / max(small)
+        print(
+            f"  growth with the dump's size: {growth:.2f}x  {'flat' if growth < 1.25 else 'GROWS'}"
+        )
     print(f"  (this process at rest afterwards: {baseline / 1e6:.1f} MB)")
     subprocess.run(["rm", "-rf", str(work)], check=False)
     return 0 if snap_ratio <= 0.5 and restore_ratio <= 1.0 else 1
