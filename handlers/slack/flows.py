@@ -54,13 +54,13 @@ class IncidentFlows:
         self.settings = runtime.settings
         self.poster = poster
         self.debouncer = Debouncer(debounce_seconds)
-        self._card_locks: dict[int, threading.Lock] = {}
+        self._card_locks: dict[int, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
     # ------------------------------------------------------------ rendering
-    def _lock(self, incident_id: int) -> threading.Lock:
+    def _lock(self, incident_id: int) -> threading.RLock:
         with self._locks_guard:
-            return self._card_locks.setdefault(incident_id, threading.Lock())
+            return self._card_locks.setdefault(incident_id, threading.RLock())
 
     def card_view(self, incident: Incident) -> blocks.CardView:
         view = blocks.CardView(incident=incident, nonce=new_nonce())
@@ -98,7 +98,15 @@ class IncidentFlows:
         return options
 
     def ensure_thread(self, incident: Incident) -> Incident:
-        """Post the parent message and the card if they are missing (or a post failed)."""
+        """Post the parent message and the card if they are missing (or a post failed).
+
+        Under the incident's card lock, re-reading the store: a click that races the
+        first post waits for it instead of posting a second card.
+        """
+        with self._lock(incident.id):
+            return self._ensure_thread(self.bot.get(incident.id))
+
+    def _ensure_thread(self, incident: Incident) -> Incident:
         if incident.chat_channel and incident.chat_thread and incident.chat_message:
             return incident
         text, parent_blocks = blocks.parent_message(incident)

@@ -194,8 +194,11 @@ class SlackDriver:
         try:
             return self.fake.wait_for(check, what=f"card {what}")
         except AssertionError as exc:
+            ephemerals = [c.args.get("text", "") for c in self.fake.calls_to("chat.postEphemeral")]
             raise AssertionError(
-                f"{exc}\n--- serve log ---\n{self.log.read_text()[-4000:]}"
+                f"{exc}\n--- ephemerals ---\n{ephemerals[-5:]}\n--- card now ---\n"
+                f"{blocks_text(self.blocks(card))[:1500]}\n"
+                f"--- serve log ---\n{self.log.read_text()[-4000:]}"
             ) from None
 
     def wait_state(self, card: Card, state: str) -> str:

@@ -184,4 +184,7 @@ def test_thread_is_posted_again_after_slack_was_down(http_driver: SlackDriver) -
     d.mention(REQUESTER, "status", f"Ev{time.monotonic_ns()}")
     card = d.wait_card_for("slack-down-marker")
     assert card.incident_id == incident.id
-    assert d.bot.get(incident.id).chat_thread == card.thread_ts
+    # The card is visible in Slack a moment before the store records where it went.
+    d.fake.wait_for(
+        lambda f: d.bot.get(incident.id).chat_thread == card.thread_ts, what="thread recorded"
+    )
