@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+import traceback
 from collections.abc import Sequence
 
 import handlers.commands
@@ -54,6 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rollbot: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen failure: still one line, no secrets
+        if os.environ.get("ROLLBOT_DEBUG"):
+            print(redact(traceback.format_exc()), file=sys.stderr)
+        print(
+            f"rollbot: unexpected error: {type(exc).__name__}: {redact(exc)} "
+            "(set ROLLBOT_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

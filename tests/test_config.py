@@ -120,3 +120,19 @@ def test_embedded_default_has_every_tier(monkeypatch: pytest.MonkeyPatch, tmp_pa
         "production",
         "staging",
     ]
+
+
+def test_unexpected_errors_are_one_secret_free_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import handlers.commands.check_config as check_config
+
+    def boom(_args: object) -> int:
+        raise OSError("disk full writing postgresql://app:hunter2@db/prod")
+
+    monkeypatch.setattr(check_config, "run", boom)
+    monkeypatch.delenv("ROLLBOT_DEBUG", raising=False)
+    assert main(["check-config", str(REPO / "rollbot.example.toml")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rollbot: unexpected error: OSError: disk full")
+    assert "hunter2" not in err[0]
