@@ -173,10 +173,6 @@ class Rollbot:
             )
             return {t.item_id: t for t in rows}
 
-    def current_question(self, incident: Incident) -> Choice | Any:
-        """The decision node still to answer, or the leaf Choice reached."""
-        return RUNBOOK.walk(incident.answers)
-
     def approval_status(self, incident: Incident) -> tuple[int, int]:
         policy = self.policy(incident.tier)  # type: ignore[arg-type]
         return len(
