@@ -68,10 +68,16 @@ class ApprovalPolicy:
                 "another approver is needed"
             )
         if not self.may_approve(approver, directory):
-            who = ", ".join([*self.users, *(f"group {g}" for g in self.groups)])
             raise ApprovalRefusedError(
-                f"{approver} is not an approver for {self.tier} (approvers: {who})"
+                f"{approver} is not an approver for {self.tier} (approvers: {self.describe()})"
             )
+
+    def describe(self) -> str:
+        """Who may approve in this tier, for people reading a refusal."""
+        if not self.restricted:
+            return f"anyone, in {self.tier}"
+        who = ", ".join([*self.users, *(f"group {g}" for g in self.groups)])
+        return f"{who}, in {self.tier}"
 
     def valid(
         self, approvals: Iterable[Approval], plan_hash: str | None, now: datetime

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from bot.models import AuditEvent, utcnow
 from bot.redact import redact, redact_obj
+from bot.request_context import current_request
 
 _file_lock = threading.Lock()
 
@@ -50,13 +51,17 @@ class AuditTrail:
         incident_id: int | None = None,
         data: dict[str, Any] | None = None,
     ) -> AuditEvent:
+        data = dict(data or {})
+        request = current_request()
+        if request and request.via:
+            data.setdefault("via", request.via)
         event = AuditEvent(
             incident_id=incident_id,
             at=utcnow(),
             actor=redact(actor),
             kind=kind,
             message=redact(message),
-            data=redact_obj(data or {}),
+            data=redact_obj(data),
         )
         session.add(event)
         session.flush()

@@ -35,7 +35,15 @@ class ApprovalRefusedError(RollbotError):
 
 
 class DuplicateRequestError(RollbotError):
-    """The same request (idempotency key) was already handled."""
+    """The same request (idempotency key) was already handled; nothing was done again.
+
+    Not a refusal: a Slack retry, a double click or a re-claimed inbox row. It
+    carries the incident the first handling acted on (e.g. the one it opened).
+    """
+
+    def __init__(self, message: str, incident_id: int | None = None) -> None:
+        super().__init__(message)
+        self.incident_id = incident_id
 
 
 class ProviderError(RollbotError):
@@ -44,3 +52,11 @@ class ProviderError(RollbotError):
 
 class SnapshotInvalidError(ProviderError):
     """A snapshot is missing, truncated or does not match its checksum."""
+
+
+class NotAuthorizedError(RollbotError):
+    """The person lacks the role an action needs (see ``bot.authz``)."""
+
+
+class StaleRequestError(RollbotError):
+    """A recorded request waited longer than rollbot acts on (e.g. through an outage)."""

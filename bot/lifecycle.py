@@ -28,7 +28,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.TRIAGED: frozenset({State.METHOD_CHOSEN, State.CANCELLED}),
     State.METHOD_CHOSEN: frozenset({State.METHOD_CHOSEN, State.AWAITING_APPROVAL, State.CANCELLED}),
     State.AWAITING_APPROVAL: frozenset({State.RUNNING, State.METHOD_CHOSEN, State.CANCELLED}),
-    State.RUNNING: frozenset({State.VERIFYING, State.FAILED}),
+    # back to awaiting approval: re-running an interrupted destructive step needs a fresh one
+    State.RUNNING: frozenset({State.VERIFYING, State.FAILED, State.AWAITING_APPROVAL}),
     State.VERIFYING: frozenset({State.RESOLVED, State.FAILED}),
     State.FAILED: frozenset({State.METHOD_CHOSEN, State.RESOLVED, State.CANCELLED}),
     State.RESOLVED: frozenset(),

@@ -61,7 +61,7 @@ class Incident(Base):
     root_cause: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)
     chat_channel: Mapped[str | None] = mapped_column(String(64))
-    chat_thread: Mapped[str | None] = mapped_column(String(64))
+    chat_thread: Mapped[str | None] = mapped_column(String(64), index=True)
     chat_message: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -93,6 +93,7 @@ class Step(Base):
     plan_text: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), index=True)
     attempt: Mapped[int] = mapped_column(default=0)
+    queued_at: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
@@ -143,8 +144,60 @@ class AuditEvent(Base):
 
 
 class IdempotencyKey(Base):
+    """A request already acted on, stored in the same transaction as what it did."""
+
     __tablename__ = "idempotency_keys"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     scope: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    incident_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class InboxItem(Base):
+    """A request recorded before it was acknowledged; workers claim each exactly once.
+
+    ``payload`` holds only the validated fields rollbot reads, with user-typed text
+    scrubbed of secrets; never the raw request.
+    """
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    incident_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    accepted_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
+class IssuedToken(Base):
+    """A token rollbot put in a modal's ``private_metadata`` or an ephemeral button:
+    what it was issued for (incident, person, purpose), so a submission can be checked."""
+
+    __tablename__ = "issued_tokens"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    incident_id: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(128))
+    purpose: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RefusedRequestCount(Base):
+    """Requests refused at the door (bad signature), counted per source per minute."""
+
+    __tablename__ = "refused_request_counts"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(default=0)

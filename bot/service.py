@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +21,26 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from bot import authz
 from bot.approval import ApprovalPolicy, GroupDirectory, NoGroups
 from bot.audit import AuditTrail
+from bot.authz import Action, Standing
 from bot.config import EnvironmentConfig, Settings, Tier
-from bot.errors import NotFoundError, RollbotError
+from bot.errors import DuplicateRequestError, NotFoundError, RollbotError
 from bot.lifecycle import OPEN_STATES, STEP_DONE, State, StepStatus, check_transition
 from bot.methods import plan_steps
-from bot.models import Approval, ChecklistTick, IdempotencyKey, Incident, Step, utcnow
+from bot.models import (
+    Approval,
+    AuditEvent,
+    ChecklistTick,
+    IdempotencyKey,
+    Incident,
+    IssuedToken,
+    Step,
+    utcnow,
+)
+from bot.redact import scrub_user_text
+from bot.request_context import current_request, decision_time
 from bot.runbook import RUNBOOK, Choice
 from bot.steps import Plan, StepContext, build_step
 from bot.store import Store, open_store
@@ -41,6 +55,38 @@ def parse_ref(ref: int | str) -> int:
     if not text.isdigit():
         raise NotFoundError(f"{ref!r} is not an incident id (like INC-42)")
     return int(text)
+
+
+def _maybe_ref(ref: int | str | None) -> int | None:
+    try:
+        return parse_ref(ref) if ref is not None else None
+    except NotFoundError:
+        return None
+
+
+def _request_key(request_key: str, action: str) -> str:
+    """One key per (request, core command): one click may tick several items."""
+    full = f"{request_key}|{action}"
+    if len(full) <= 200:
+        return full
+    return full[:130] + "#" + hashlib.sha256(full.encode()).hexdigest()
+
+
+def _key_row(key: str, incident_id: int | None, now: datetime) -> IdempotencyKey:
+    return IdempotencyKey(key=key, scope="request", incident_id=incident_id, created_at=now)
+
+
+def _raise_if_done(session: Session, key: str) -> None:
+    done = session.get(IdempotencyKey, key)
+    if done is not None:
+        raise DuplicateRequestError("this request was already handled", done.incident_id)
+
+
+DECISIONS = {
+    "retry": Action.RETRY_STEP,
+    "skip": Action.SKIP_STEP,
+    "abandon": Action.ABANDON_STEP,
+}
 
 
 @dataclass(frozen=True)
@@ -99,29 +145,90 @@ class Rollbot:
 
     @contextmanager
     def _attempt(self, ref: int | str | None, actor: str, action: str) -> Iterator[Session]:
-        """Unit of work for one command; a refusal is audited and re-raised."""
+        """Unit of work for one command; a refusal is audited and re-raised.
+
+        Under a request with an idempotency key (``bot.request_context``) the key is
+        stored in the same transaction as the change (or the refusal), so handling the
+        same request again acts once: it raises :class:`DuplicateRequestError`.
+        """
+        request = current_request()
+        key = _request_key(request.key, action) if request and request.key else None
         try:
             with self.store.session() as session:
+                if key:
+                    _raise_if_done(session, key)
                 yield session
-        except RollbotError as exc:
-            incident_id = None
-            if ref is not None:
-                try:
-                    incident_id = parse_ref(ref)
-                except NotFoundError:
-                    incident_id = None
-            with self.store.session() as session:
-                if incident_id is not None and session.get(Incident, incident_id) is None:
-                    incident_id = None
-                self.audit.record(
-                    session,
-                    actor=actor,
-                    kind="refused",
-                    message=f"Refused {action}: {exc}",
-                    incident_id=incident_id,
-                    data={"action": action},
-                )
+                if key:
+                    incident_id = session.info.get("incident_id") or _maybe_ref(ref)
+                    session.add(_key_row(key, incident_id, self.clock()))
+        except DuplicateRequestError:
             raise
+        except IntegrityError:
+            if key:  # a concurrent handler of the same request won the race
+                with self.store.session() as session:
+                    _raise_if_done(session, key)
+            raise
+        except RollbotError as exc:
+            self._audit_refusal(ref, actor, action, exc, key)
+            raise
+
+    def _audit_refusal(
+        self, ref: int | str | None, actor: str, action: str, exc: RollbotError, key: str | None
+    ) -> None:
+        incident_id = _maybe_ref(ref)
+        with self.store.session() as session:
+            if incident_id is not None and session.get(Incident, incident_id) is None:
+                incident_id = None
+            self.audit.record(
+                session,
+                actor=actor,
+                kind="refused",
+                message=f"Refused {action}: {exc}",
+                incident_id=incident_id,
+                data={"action": action, "reason": type(exc).__name__},
+            )
+            if key and session.get(IdempotencyKey, key) is None:
+                session.add(_key_row(key, incident_id, self.clock()))
+
+    # ----------------------------------------------------------------- authorization
+    def _standing(self, session: Session, incident: Incident, actor: str) -> Standing:
+        """What ``actor`` is to ``incident``: requester, approver of its tier, participant."""
+        approver = bool(incident.tier) and self.policy(incident.tier).may_approve(  # type: ignore[arg-type]
+            actor, self.directory
+        )
+        acted = session.scalars(
+            select(AuditEvent.id)
+            .where(
+                AuditEvent.incident_id == incident.id,
+                AuditEvent.actor == actor,
+                AuditEvent.kind != "refused",
+            )
+            .limit(1)
+        ).first()
+        return Standing(
+            actor=actor,
+            requester=actor == incident.requester,
+            approver=approver,
+            participant=acted is not None,
+            approvers=self.policy(incident.tier).describe() if incident.tier else "",  # type: ignore[arg-type]
+        )
+
+    def _authorize(self, session: Session, incident: Incident, actor: str, action: Action) -> None:
+        authz.check(action, self._standing(session, incident, actor), incident.ref)
+
+    def check_allowed(self, ref: int | str, actor: str, action: Action) -> Incident:
+        """Refuse (and audit) unless ``actor`` may do ``action`` on the incident now; for
+        adapter steps that come before a core command (e.g. opening the root-cause modal)."""
+        with self._attempt(ref, actor, action.value) as session:
+            incident = self._load(session, ref)
+            self._authorize(session, incident, actor, action)
+            session.info["incident_id"] = incident.id
+        return self._result(ref)
+
+    def refuse(self, ref: int | str | None, actor: str, action: str, reason: RollbotError) -> None:
+        """Audit a refusal an adapter decided (a button bound to another incident) and raise it."""
+        self._audit_refusal(ref, actor, action, reason, None)
+        raise reason
 
     def _transition(
         self,
@@ -196,13 +303,13 @@ class Rollbot:
         environment: str | None = None,
         source: str = "console",
     ) -> Incident:
-        with self._attempt(None, requester, "open incident") as session:
+        with self._attempt(None, requester, Action.OPEN.value) as session:
             env = self.settings.resolve_environment(environment) if environment else None
             incident = Incident(
                 state=State.OPENED.value,
                 environment=env.name if env else None,
                 tier=env.tier if env else None,
-                description=description.strip(),
+                description=scrub_user_text(description.strip()),
                 requester=requester,
                 source=source,
                 answers=[env.tier] if env else [],
@@ -211,6 +318,7 @@ class Rollbot:
             )
             session.add(incident)
             session.flush()
+            session.info["incident_id"] = incident.id
             where = f" in {env.name} ({env.tier})" if env else ""
             self.audit.record(
                 session,
@@ -228,6 +336,7 @@ class Rollbot:
         """Answer the current decision-tree question."""
         with self._attempt(ref, actor, f"answer {choice_id!r}") as session:
             incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, actor, Action.ANSWER)
             if incident.state != State.OPENED.value:
                 check_transition(
                     incident.ref, incident.state, State.TRIAGED, "answer the decision tree of"
@@ -293,6 +402,7 @@ class Rollbot:
     ) -> Incident:
         with self._attempt(ref, actor, f"choose method {method_id!r}") as session:
             incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, actor, Action.CHOOSE)
             check_transition(
                 incident.ref, incident.state, State.METHOD_CHOSEN, "choose a method for"
             )
@@ -350,6 +460,7 @@ class Rollbot:
     def request_approval(self, ref: int | str, actor: str) -> Incident:
         with self._attempt(ref, actor, "request approval") as session:
             incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, actor, Action.REQUEST_APPROVAL)
             self._transition(
                 session,
                 incident,
@@ -363,13 +474,14 @@ class Rollbot:
     def approve(self, ref: int | str, approver: str) -> ApprovalOutcome:
         with self._attempt(ref, approver, "approve") as session:
             incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, approver, Action.APPROVE)
             if incident.state != State.AWAITING_APPROVAL.value:
                 raise RollbotError(
                     f"{incident.ref} is {incident.state}; approvals are taken only while awaiting approval"
                 )
             policy = self.policy(incident.tier)  # type: ignore[arg-type]
             policy.check(approver=approver, requester=incident.requester, directory=self.directory)
-            now = self.clock()
+            now = decision_time(self.clock())
             if any(
                 a.approver == approver
                 for a in policy.valid(incident.approvals, incident.plan_hash, now)
@@ -402,6 +514,7 @@ class Rollbot:
         """Queue the plan's steps for the executor, once approvals (still valid now) suffice."""
         with self._attempt(ref, actor, "start") as session:
             incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, actor, Action.RUN)
             policy = self.policy(incident.tier)  # type: ignore[arg-type]
             if incident.state == State.METHOD_CHOSEN.value and policy.min_approvals == 0:
                 self._transition(
@@ -413,12 +526,13 @@ class Rollbot:
                     "needs no approval in this tier",
                 )
             check_transition(incident.ref, incident.state, State.RUNNING, "start")
-            valid = len(policy.valid(incident.approvals, incident.plan_hash, self.clock()))
+            at = decision_time(self.clock())
+            valid = len(policy.valid(incident.approvals, incident.plan_hash, at))
             if valid < policy.min_approvals:
                 expired = [
                     a.approver
                     for a in incident.approvals
-                    if a.plan_hash == incident.plan_hash and a.expires_at <= self.clock()
+                    if a.plan_hash == incident.plan_hash and a.expires_at <= at
                 ]
                 hint = f"; expired: {', '.join(expired)}" if expired else ""
                 raise RollbotError(
@@ -427,6 +541,7 @@ class Rollbot:
             for step in incident.steps:
                 if step.status == StepStatus.PENDING.value:
                     step.status = StepStatus.QUEUED.value
+                    step.queued_at = self.clock()
             self._transition(
                 session,
                 incident,
@@ -441,6 +556,7 @@ class Rollbot:
         valid_ids = {i.id for i in (*RUNBOOK.before_checklist, *RUNBOOK.after_checklist)}
         with self._attempt(ref, actor, f"tick {item_id!r}") as session:
             incident = self._load(session, ref)
+            self._authorize(session, incident, actor, Action.TICK)
             if item_id not in valid_ids:
                 raise RollbotError(f"unknown checklist item {item_id!r}")
             if incident.state in (State.RESOLVED.value, State.CANCELLED.value):
@@ -482,6 +598,7 @@ class Rollbot:
         missing = self.unticked(ref)
         with self._attempt(ref, actor, "resolve") as session:
             incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, actor, Action.RESOLVE)
             check_transition(incident.ref, incident.state, State.RESOLVED, "resolve")
             if missing and not confirm_unticked:
                 raise RollbotError(
@@ -495,6 +612,7 @@ class Rollbot:
     def cancel(self, ref: int | str, actor: str, reason: str = "") -> Incident:
         with self._attempt(ref, actor, "cancel") as session:
             incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, actor, Action.CANCEL)
             check_transition(incident.ref, incident.state, State.CANCELLED, "cancel")
             for step in incident.steps:
                 if step.status in (StepStatus.PENDING.value, StepStatus.QUEUED.value):
@@ -514,16 +632,54 @@ class Rollbot:
     ) -> Incident:
         with self._attempt(ref, actor, "record root cause") as session:
             incident = self._load(session, ref)
-            incident.root_cause, incident.notes = root_cause.strip(), notes.strip()
+            self._authorize(session, incident, actor, Action.ROOT_CAUSE)
+            root_cause, notes = scrub_user_text(root_cause.strip()), scrub_user_text(notes.strip())
+            incident.root_cause, incident.notes = root_cause, notes
             self.audit.record(
                 session,
                 actor=actor,
                 kind="note",
-                message=f"{incident.ref} root cause recorded: {root_cause.strip()}",
+                message=f"{incident.ref} root cause recorded: {root_cause}",
                 incident_id=incident.id,
                 data={"notes": notes},
             )
         return self._result(ref)
+
+    def incident_for_message(self, channel: str, ts: str, thread_ts: str | None) -> int | None:
+        """The incident whose card or thread holds the message (channel, ts), if any."""
+        with self.store.session() as session:
+            threads = {ts, thread_ts} - {None}
+            return session.scalars(
+                select(Incident.id).where(
+                    Incident.chat_channel == channel,
+                    (Incident.chat_message == ts) | Incident.chat_thread.in_(threads),
+                )
+            ).first()
+
+    def issue_token(self, incident_id: int, actor: str, purpose: str) -> str:
+        """A token for a modal or an ephemeral button, recorded for :meth:`token_matches`."""
+        token = secrets.token_urlsafe(18)
+        with self.store.session() as session:
+            session.add(
+                IssuedToken(
+                    token=token,
+                    incident_id=incident_id,
+                    actor=actor,
+                    purpose=purpose,
+                    created_at=self.clock(),
+                )
+            )
+        return token
+
+    def token_matches(self, token: str, incident_id: int, actor: str, purpose: str) -> bool:
+        """True when rollbot issued ``token`` to ``actor`` for this incident and purpose."""
+        if not token or len(token) > 64:
+            return False
+        with self.store.session() as session:
+            row = session.get(IssuedToken, token)
+        return bool(
+            row and row.incident_id == incident_id and row.actor == actor and row.purpose == purpose
+        )
 
     def attach_chat(
         self, ref: int | str, channel: str, thread: str, message: str | None = None
@@ -536,26 +692,32 @@ class Rollbot:
     def decide_interrupted(
         self, ref: int | str, step_id: int, actor: str, decision: str
     ) -> Incident:
-        """A person decides what happens to a step a crash interrupted: retry, skip or abandon."""
+        """A person decides what happens to a step a crash interrupted: retry, skip or abandon.
+
+        Retrying a destructive step is a new decision to run it: the earlier approvals
+        do not carry over, the incident waits for a fresh approval of the re-run.
+        """
+        action = DECISIONS.get(decision)
+        if action is None:
+            raise RollbotError(f"unknown decision {decision!r}; use retry, skip or abandon")
         with self._attempt(ref, actor, f"{decision} interrupted step") as session:
             incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, actor, action)
             step = next((s for s in incident.steps if s.id == step_id), None)
             if step is None:
                 raise NotFoundError(f"{incident.ref} has no step {step_id}")
             if step.status != StepStatus.INTERRUPTED.value:
                 raise RollbotError(
-                    f"step {step_id} of {incident.ref} is {step.status}, not interrupted"
+                    f"step {step.seq} of {incident.ref} is {step.status}, not interrupted"
                 )
             if decision == "retry":
-                step.status = StepStatus.QUEUED.value
+                self._retry(session, incident, step, actor)
             elif decision == "skip":
                 step.status = StepStatus.SKIPPED.value
-            elif decision == "abandon":
+            else:
                 step.status = StepStatus.FAILED.value
                 step.error = "abandoned after an interruption"
-                for later in incident.steps:
-                    if later.status in (StepStatus.PENDING.value, StepStatus.QUEUED.value):
-                        later.status = StepStatus.CANCELLED.value
+                self._cancel_rest(incident)
                 self._transition(
                     session,
                     incident,
@@ -564,8 +726,6 @@ class Rollbot:
                     "abandon",
                     f"failed: step {step.seq} abandoned",
                 )
-            else:
-                raise RollbotError(f"unknown decision {decision!r}; use retry, skip or abandon")
             self.audit.record(
                 session,
                 actor=actor,
@@ -574,6 +734,31 @@ class Rollbot:
                 incident_id=incident.id,
             )
         return self._result(ref)
+
+    def _retry(self, session: Session, incident: Incident, step: Step, actor: str) -> None:
+        policy = self.policy(incident.tier)  # type: ignore[arg-type]
+        if not (step.destructive and policy.min_approvals):
+            step.status, step.queued_at = StepStatus.QUEUED.value, self.clock()
+            return
+        step.status = StepStatus.PENDING.value
+        incident.plan_hash = hashlib.sha256(
+            f"{incident.plan_hash}|re-run step {step.id} after attempt {step.attempt}".encode()
+        ).hexdigest()
+        self._transition(
+            session,
+            incident,
+            State.AWAITING_APPROVAL,
+            actor,
+            "retry",
+            f"awaiting a fresh approval to re-run step {step.seq} ({step.title}) "
+            "after its interruption",
+        )
+
+    @staticmethod
+    def _cancel_rest(incident: Incident) -> None:
+        for later in incident.steps:
+            if later.status in (StepStatus.PENDING.value, StepStatus.QUEUED.value):
+                later.status = StepStatus.CANCELLED.value
 
     def note(
         self,

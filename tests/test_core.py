@@ -10,7 +10,13 @@ import pytest
 
 from bot.audit import timeline
 from bot.config import Settings
-from bot.errors import ApprovalRefusedError, IllegalTransitionError, NotFoundError, RollbotError
+from bot.errors import (
+    ApprovalRefusedError,
+    IllegalTransitionError,
+    NotAuthorizedError,
+    NotFoundError,
+    RollbotError,
+)
 from bot.lifecycle import State
 from bot.models import AuditEvent
 from bot.service import Rollbot
@@ -92,7 +98,7 @@ def test_non_approver_is_refused_and_audited(bot: Rollbot) -> None:
     incident_id = triaged_production(bot)
     bot.choose_method(incident_id, "pitr", "alice")
     bot.request_approval(incident_id, "alice")
-    with pytest.raises(ApprovalRefusedError, match="mallory is not an approver"):
+    with pytest.raises(NotAuthorizedError, match=r"mallory may not approve in INC-.*approver"):
         bot.approve(incident_id, "mallory")
     assert bot.get(incident_id).approvals == []
     assert any(e.kind == "refused" and "mallory" in e.message for e in events(bot, incident_id))
@@ -211,3 +217,34 @@ def test_queued_work_of_a_stopped_process_is_resumable_once(bot: Rollbot) -> Non
     assert executor.resumable() == [incident_id]
     assert executor.run_incident(incident_id).state == State.VERIFYING
     assert executor.resumable() == []
+
+
+def test_retrying_an_interrupted_restore_needs_a_fresh_approval(bot: Rollbot) -> None:
+    from sqlalchemy import update
+
+    from bot.models import Step
+
+    incident_id = triaged_production(bot)
+    bot.choose_method(incident_id, "pitr", "alice")
+    bot.request_approval(incident_id, "alice")
+    bot.approve(incident_id, "bob")
+    incident = bot.start(incident_id, "alice")
+    restore = next(s for s in incident.steps if s.destructive)
+    with bot.store.session() as s:  # what crash recovery does when the worker died mid-restore
+        s.execute(update(Step).where(Step.id == restore.id).values(status="interrupted", attempt=1))
+
+    with pytest.raises(NotAuthorizedError, match="mallory may not retry"):
+        bot.decide_interrupted(incident_id, restore.id, "mallory", "retry")
+    incident = bot.decide_interrupted(incident_id, restore.id, "alice", "retry")
+    assert incident.state == State.AWAITING_APPROVAL
+    assert bot.approval_status(incident) == (0, 1)  # bob's approval was for the first run
+    assert next(s for s in incident.steps if s.id == restore.id).status == "pending"
+    with pytest.raises(RollbotError, match="needs 1 valid approval"):
+        bot.start(incident_id, "alice")
+    with pytest.raises(ApprovalRefusedError, match="cannot approve"):
+        bot.approve(incident_id, "alice")  # never the requester in production
+    bot.approve(incident_id, "bob")
+    incident = bot.start(incident_id, "carol")
+    assert incident.state == State.RUNNING
+    assert [s.status for s in incident.steps] == ["queued", "queued"]
+    assert any("fresh approval to re-run step 1" in e.message for e in events(bot, incident_id))

@@ -20,14 +20,14 @@ def driver(request: pytest.FixtureRequest) -> SlackDriver:
     return request.getfixturevalue(f"{request.param}_driver")
 
 
-def awaiting_approval(d: SlackDriver, marker: str) -> Card:
-    card = d.open_card(REQUESTER, f"production {marker}")
+def awaiting_approval(d: SlackDriver, marker: str, requester: str = REQUESTER) -> Card:
+    card = d.open_card(requester, f"production {marker}")
     d.wait_card(card, lambda t: "rb_answer:app_broken" in t, "question")
-    d.click(REQUESTER, card, "rb_answer:app_broken")
+    d.click(requester, card, "rb_answer:app_broken")
     d.wait_card(card, lambda t: "rb_choose:app_rollback" in t, "recommendation")
-    d.click(REQUESTER, card, "rb_choose:app_rollback")
+    d.click(requester, card, "rb_choose:app_rollback")
     d.wait_state(card, "method_chosen")
-    d.click(REQUESTER, card, "rb_request_approval")
+    d.click(requester, card, "rb_request_approval")
     d.wait_state(card, "awaiting_approval")
     return card
 
@@ -62,15 +62,16 @@ def test_forged_signature_and_stale_timestamp_are_refused_and_audited(
 
 def test_self_approval_in_production_and_non_approver_are_refused(driver: SlackDriver) -> None:
     d = driver
-    card = awaiting_approval(d, f"self-approval {type(d.transport).__name__}")
-    d.click(REQUESTER, card, "rb_approve")
-    assert "cannot approve" in d.wait_ephemeral(REQUESTER, "cannot approve")
+    # ALICE is an approver; in production not of her own request.
+    card = awaiting_approval(d, f"self-approval {type(d.transport).__name__}", ALICE)
+    d.click(ALICE, card, "rb_approve")
+    assert "cannot approve" in d.wait_ephemeral(ALICE, "cannot approve")
     d.click(MALLORY, card, "rb_approve")
-    assert "not an approver" in d.wait_ephemeral(MALLORY, "not an approver")
+    assert "may not approve" in d.wait_ephemeral(MALLORY, "may not approve")
     d.fake.wait_for(
-        lambda f: refused(d, card.incident_id, MALLORY, "not an approver"), what="audit"
+        lambda f: refused(d, card.incident_id, MALLORY, "may not approve"), what="audit"
     )
-    assert refused(d, card.incident_id, REQUESTER, "cannot approve")
+    assert refused(d, card.incident_id, ALICE, "cannot approve")
     incident = d.bot.get(card.incident_id)
     assert incident.state == "awaiting_approval" and not incident.approvals
 
