@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.errors import ConfigError, NotFoundError
-from bot.redact import register_secret
+from bot.redact import register_env_secrets, register_secret
 
 Tier = Literal["development", "staging", "production"]
 TIERS: tuple[Tier, ...] = ("development", "staging", "production")
@@ -55,6 +55,17 @@ EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 class SlackConfig(_Strict):
     incidents_channel: str = "#incidents"
     devops_channel: str = "#devops-team"
+    # Unfinished requests in the inbox beyond which new ones are refused at the ack
+    # ("not recorded, retry") instead of acknowledged and left to wait.
+    inbox_high_water: int = Field(500, ge=10, le=100_000)
+
+
+class CliConfig(_Strict):
+    """Who a terminal user may act as: OS user -> the identities (Slack user ids or
+    names) they may claim with ``--as`` or ``$ROLLBOT_ACTOR``. One identity is the
+    default; without a mapping a CLI user acts as their OS user name."""
+
+    identities: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
 
 class ApprovalTierConfig(_Strict):
@@ -248,6 +259,7 @@ class Settings(BaseSettings):
     approvals: ApprovalsConfig = ApprovalsConfig()
     business_hours: BusinessHoursConfig = BusinessHoursConfig()
     pagerduty: PagerDutyConfig = PagerDutyConfig()
+    cli: CliConfig = CliConfig()
     environments: dict[str, EnvironmentConfig] = Field(default_factory=dict)
     source: str = "embedded default"
 
@@ -381,7 +393,33 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
+    register_configured_secrets(settings)
     return _resolve_paths(settings, base)
+
+
+def register_configured_secrets(settings: Settings) -> None:
+    """Teach the redactor every secret the configuration names, before anything is said.
+
+    Database URLs contribute their passwords (the rest of a URL is not secret); API
+    keys, tokens and routing keys their whole value.
+    """
+    urls = [settings.database_url]
+    for env in settings.environments.values():
+        urls.append(os.environ.get(env.database_url_env) or "")
+        register_env_secrets(n for n in env.secret_env_vars() if n != env.database_url_env)
+    for url in urls:
+        try:
+            register_secret(urlsplit(url).password)
+        except ValueError:  # not a URL: nothing to learn from it
+            continue
+    pd = settings.pagerduty
+    register_env_secrets(
+        n for n in (pd.routing_key_env, pd.cto_routing_key_env, pd.api_token_env) if n
+    )
+    register_env_secrets(SLACK_SECRET_ENV_VARS)
+
+
+SLACK_SECRET_ENV_VARS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
 
 
 def unset_env_vars(settings: Settings) -> list[str]:

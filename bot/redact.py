@@ -1,7 +1,11 @@
-"""Secret redaction for everything that leaves the process.
+"""Secret redaction for everything that leaves the process, and for what people type.
 
 Messages, logs, audit events and reports pass through :func:`redact` so that a
-database password or an API key never reaches a person or a file.
+database password or an API key never reaches a person or a file. The known
+secrets are learned at start-up (``bot.config.register_configured_secrets``),
+so even the first message of a fresh process is masked. Text a person types
+(an incident description, a root cause) goes through :func:`scrub_user_text`
+before it is stored: it also masks token shapes that only make sense there.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ _KV_SECRET = re.compile(
 )
 # Slack and common token shapes
 _TOKENS = re.compile(r"\b(?:xox[abposr]-[0-9A-Za-z-]{6,}|xapp-[0-9A-Za-z-]{6,}|AKIA[0-9A-Z]{16})\b")
+# Only in typed text: PagerDuty routing/integration keys (32 hex), user API tokens
+# ("u+" and 18 more), AWS secret keys (40 base64 characters).
+_TYPED_TOKENS = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{32}|u\+[0-9A-Za-z_-]{18}|[0-9A-Za-z/+]{40})(?![0-9A-Za-z])"
+)
 
 _lock = threading.Lock()
 _known_secrets: set[str] = set()
@@ -58,6 +67,11 @@ def redact(text: object) -> str:
     s = _URL_PASSWORD.sub(lambda m: m.group("prefix") + MASK, s)
     s = _KV_SECRET.sub(lambda m: m.group("key") + m.group("q") + MASK + m.group("q"), s)
     return _TOKENS.sub(MASK, s)
+
+
+def scrub_user_text(text: str) -> str:
+    """What a person typed, safe to store, log, audit and post."""
+    return _TYPED_TOKENS.sub(MASK, redact(text))
 
 
 def redact_obj(value: object) -> object:
