@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import handlers.commands
 from bot.errors import ConfigError, RollbotError
 from bot.redact import redact
+from bot.request_context import RequestContext, handling
+from handlers.runtime import os_user
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with handling(RequestContext(via=f"cli (os user {os_user()})")):
+            return int(args.func(args) or 0)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"rollbot: {redact(problem)}", file=sys.stderr)

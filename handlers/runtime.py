@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.approval import GroupDirectory
 from bot.config import Settings, load_settings
+from bot.errors import NotAuthorizedError
 from bot.executor import Executor
 from bot.service import Rollbot
 
@@ -40,5 +41,31 @@ def start_runtime(
     return Runtime(settings, bot, executor)
 
 
-def default_actor() -> str:
-    return os.environ.get("ROLLBOT_ACTOR") or getpass.getuser()
+def os_user() -> str:
+    return getpass.getuser()
+
+
+def cli_actor(runtime: Runtime, claimed: str | None = None) -> str:
+    """Who a CLI command acts as: the OS user, or an identity ``[cli.identities]`` maps it to.
+
+    ``--as`` (or ``$ROLLBOT_ACTOR``) is a claim; it is honoured only for the OS user
+    itself or an identity mapped to it, and a refused claim is audited.
+    """
+    user = os_user()
+    claim = claimed or os.environ.get("ROLLBOT_ACTOR") or None
+    allowed = runtime.settings.cli.identities.get(user, ())
+    if claim is None:
+        return allowed[0] if len(allowed) == 1 else user
+    if claim == user or claim in allowed:
+        return claim
+    runtime.bot.note(
+        None,
+        user,
+        "refused",
+        f"Refused a CLI command as {claim}: OS user {user} is not mapped to it in [cli.identities]",
+        {"claimed": claim, "os_user": user},
+    )
+    raise NotAuthorizedError(
+        f"OS user {user!r} may not act as {claim!r}; map it in [cli.identities] "
+        f"of {runtime.settings.source}"
+    )

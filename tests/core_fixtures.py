@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,9 @@ if TYPE_CHECKING:
     from bot.service import Rollbot
 
 CONFIG = """
+[cli.identities]
+{os_user} = ["alice", "bob", "carol", "mallory"]
+
 [approvals]
 users = ["alice", "bob", "carol"]
 
@@ -49,7 +53,9 @@ def write_config(
     tmp_path: Path, state_url: str, app_rollback: str = "echo app rolled back"
 ) -> Path:
     path = tmp_path / "rollbot.toml"
-    body = CONFIG.format(backups=tmp_path / "backups", app_rollback=app_rollback)
+    body = CONFIG.format(
+        backups=tmp_path / "backups", app_rollback=app_rollback, os_user=getpass.getuser()
+    )
     # A PostgreSQL state URL carries a password: it goes in ROLLBOT_DATABASE_URL, never the file.
     head = f'database_url = "{state_url}"\n' if state_url.startswith("sqlite") else ""
     path.write_text(head + 'audit_log = "audit.log"\n' + textwrap.dedent(body))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from bot.models import AuditEvent
 from handlers.cli import main
 from tests.core_fixtures import write_config
 
@@ -35,7 +37,7 @@ def test_full_app_rollback_from_the_cli(
     assert run(cfg, "approve", incident.ref, "--as", "alice") == 2
     assert "cannot approve it in production" in capsys.readouterr().err
     assert run(cfg, "approve", incident.ref, "--as", "mallory") == 2
-    assert "mallory is not an approver" in capsys.readouterr().err
+    assert "mallory may not approve" in capsys.readouterr().err
     assert run(cfg, "approve", incident.ref, "--as", "bob") == 0
     assert run(cfg, "run", incident.ref, "--as", "alice") == 0
     out = capsys.readouterr().out
@@ -66,3 +68,51 @@ def test_bad_input_is_one_line_exit_2(cfg: str, capsys: pytest.CaptureFixture[st
     assert run(cfg, "tick", "INC-1", "x") == 2
     assert main(["--config", "/nonexistent/rollbot.toml", "incidents"]) == 2
     assert "configuration file not found" in capsys.readouterr().err
+
+
+def _unmapped_config(tmp_path: Path, identities: str = "") -> str:
+    """The core config without the test's own OS-user mapping (or with ``identities``)."""
+    path = Path(write_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}"))
+    lines = path.read_text().splitlines()
+    at = lines.index("[cli.identities]")
+    path.write_text("\n".join([*lines[:at], "[cli.identities]", identities, *lines[at + 2 :]]))
+    return str(path)
+
+
+def test_as_is_honoured_only_for_mapped_identities(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+
+    from bot.config import load_settings
+    from handlers.runtime import start_runtime
+
+    me = getpass.getuser()
+    cfg = _unmapped_config(tmp_path, f'{me} = ["U0ALICE"]')
+    rt = start_runtime(load_settings(cfg))
+    incident = rt.bot.open_incident(me, "who may act", environment="staging")
+
+    assert run(cfg, "cancel", incident.ref, "--as", "bob") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"rollbot: OS user {me!r} may not act as 'bob'; map it in [cli.identities] of {cfg}"
+    ]
+    monkeypatch.setenv("ROLLBOT_ACTOR", "bob")  # the environment is a claim like --as
+    assert run(cfg, "cancel", incident.ref) == 2
+    monkeypatch.delenv("ROLLBOT_ACTOR")
+    with rt.bot.store.session() as s:
+        refusals = list(s.scalars(select(AuditEvent).where(AuditEvent.kind == "refused")))
+    assert len(refusals) == 2 and all(e.actor == me and "bob" in e.message for e in refusals)
+    assert rt.bot.get(incident.id).state == "triaged"
+
+    # No --as: the one identity the login maps to. U0ALICE is no approver and has not
+    # acted on the incident, so cancelling it is refused by the core, and audited.
+    assert run(cfg, "cancel", incident.ref) == 2
+    assert "U0ALICE may not cancel" in capsys.readouterr().err
+    # Acting as yourself needs no mapping; every event records the OS user behind it.
+    assert run(cfg, "cancel", incident.ref, "--as", me) == 0
+    with rt.bot.store.session() as s:
+        from bot.audit import timeline
+
+        cancelled = [e for e in timeline(s, incident.id) if "cancelled" in e.message][-1]
+    assert cancelled.actor == me and cancelled.data["via"] == f"cli (os user {me})"

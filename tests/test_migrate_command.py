@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import threading
 import time
@@ -31,6 +32,9 @@ def write_config(tmp_path: Path, migrations: Path, tier: str, migrate: str | Non
     path.write_text(
         f"""
 database_url = "sqlite:///{tmp_path / "state.db"}"
+
+[cli.identities]
+{getpass.getuser()} = ["alice"]
 
 [environments.{tier}]
 tier = "{tier}"
@@ -77,7 +81,6 @@ def folder_with_pending(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyP
     apply_migrations(pg_url, read_journal(folder), upto=7)
     assert column_exists(pg_url, "Chat", "lastContext")
     monkeypatch.setenv("ROLLBOT_MIGRATE_URL", pg_url)
-    monkeypatch.setenv("ROLLBOT_ACTOR", "alice")
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
     return folder
 

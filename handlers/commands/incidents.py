@@ -11,7 +11,7 @@ from bot.models import Incident, Step
 from bot.runbook import RUNBOOK
 from bot.service import parse_ref
 from bot.steps import StepResult
-from handlers.runtime import default_actor, start_runtime
+from handlers.runtime import cli_actor, start_runtime
 
 
 class TerminalSink(NullSink):
@@ -30,7 +30,12 @@ class TerminalSink(NullSink):
 
 
 def _actor(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--as", dest="actor", help="who you are (default: $ROLLBOT_ACTOR or your login)")
+    p.add_argument(
+        "--as",
+        dest="actor",
+        help="act as this identity (default: the one [cli.identities] maps your login to); "
+        "honoured only when [cli.identities] maps your login to it",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -134,7 +139,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     rt = start_runtime(args.config)
-    outcome = rt.bot.approve(args.incident, args.actor or default_actor())
+    outcome = rt.bot.approve(args.incident, cli_actor(rt, args.actor))
     ref = outcome.incident.ref
     print(
         f"{ref}: approved ({outcome.valid}/{outcome.needed})"
@@ -147,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rt = start_runtime(args.config)
     incident = rt.bot.get(args.incident)
     if incident.state != "running":
-        incident = rt.bot.start(args.incident, args.actor or default_actor())
+        incident = rt.bot.start(args.incident, cli_actor(rt, args.actor))
     incident = rt.executor.run_incident(incident.id, TerminalSink())
     print(f"{incident.ref} is {incident.state}")
     return 0 if incident.state in ("verifying", "resolved") else 1
@@ -155,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_tick(args: argparse.Namespace) -> int:
     rt = start_runtime(args.config)
-    rt.bot.tick(args.incident, args.item, args.actor or default_actor(), ticked=not args.untick)
+    rt.bot.tick(args.incident, args.item, cli_actor(rt, args.actor), ticked=not args.untick)
     print(f"INC-{parse_ref(args.incident)}: {'unticked' if args.untick else 'ticked'} {args.item}")
     return 0
 
@@ -163,7 +168,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
 def cmd_resolve(args: argparse.Namespace) -> int:
     rt = start_runtime(args.config)
     incident = rt.bot.resolve(
-        args.incident, args.actor or default_actor(), confirm_unticked=args.confirm_unticked
+        args.incident, cli_actor(rt, args.actor), confirm_unticked=args.confirm_unticked
     )
     print(f"{incident.ref} resolved")
     return 0
@@ -171,7 +176,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     rt = start_runtime(args.config)
-    incident = rt.bot.cancel(args.incident, args.actor or default_actor(), args.reason)
+    incident = rt.bot.cancel(args.incident, cli_actor(rt, args.actor), args.reason)
     print(f"{incident.ref} cancelled")
     return 0
 
@@ -185,7 +190,7 @@ def cmd_step(args: argparse.Namespace) -> int:
 
         raise NotFoundError(f"{incident.ref} has no step {args.step}")
     incident = rt.bot.decide_interrupted(
-        incident.id, step.id, args.actor or default_actor(), args.decision
+        incident.id, step.id, cli_actor(rt, args.actor), args.decision
     )
     print(f"{incident.ref} step {args.step}: {args.decision}; incident is {incident.state}")
     return 0

@@ -29,7 +29,7 @@ from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
 from bot.redact import redact
 from bot.shell import TIMEOUT_EXIT, command_environment, run_streaming
-from handlers.runtime import Runtime, default_actor, start_runtime
+from handlers.runtime import Runtime, cli_actor, start_runtime
 from providers.drizzle.journal import Journal
 from providers.drizzle.steps import migrations_journal, pending_entries
 from providers.squawk import RiskReport, check_files
@@ -146,7 +146,7 @@ def migrate(runtime: Runtime, env_name: str, override: str | None = None) -> int
     env = runtime.settings.environment(env_name)
     journal = migrations_journal(env)
     url = env.database_url()
-    telemetry = Telemetry(runtime, env, default_actor(), journal.folder / "audit.log")
+    telemetry = Telemetry(runtime, env, cli_actor(runtime), journal.folder / "audit.log")
     pending, problems = pending_entries(url, journal, env.migrations_table)
     for problem in problems:
         print(f"warning: {problem}")

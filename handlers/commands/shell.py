@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 
 from handlers.console import run_shell
-from handlers.runtime import default_actor, start_runtime
+from handlers.runtime import cli_actor, start_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("shell", help="walk the runbook's decision tree in the terminal")
-    p.add_argument("--as", dest="actor", help="who you are (default: $ROLLBOT_ACTOR or your login)")
+    p.add_argument(
+        "--as",
+        dest="actor",
+        help="act as this identity; honoured only when [cli.identities] maps your login to it",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     runtime = start_runtime(args.config)
-    return run_shell(runtime.bot, args.actor or default_actor())
+    return run_shell(runtime.bot, cli_actor(runtime, args.actor))
