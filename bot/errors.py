@@ -60,3 +60,8 @@ class NotAuthorizedError(RollbotError):
 
 class StaleRequestError(RollbotError):
     """A recorded request waited longer than rollbot acts on (e.g. through an outage)."""
+
+
+class TamperedRequestError(RollbotError):
+    """A request whose parts disagree: a button value naming another incident than the message
+    it was clicked on, a form rollbot did not open for this person."""

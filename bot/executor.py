@@ -23,6 +23,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 
 from bot.errors import RollbotError
+from bot.inbox import interruption_notice
 from bot.lifecycle import STEP_DONE, State, StepStatus
 from bot.models import Incident, Step
 from bot.redact import redact
@@ -77,6 +78,8 @@ class Executor:
         self.worker_id = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
+        self._lock = threading.Lock()
+        self._driving: set[int] = set()
 
     # ------------------------------------------------------------ crash recovery
     def _owner_dead(self, claimed_by: str | None, heartbeat_at: object) -> bool:
@@ -91,7 +94,9 @@ class Executor:
         return heartbeat_at is None or heartbeat_at < self.bot.clock() - self.lease  # type: ignore[operator]
 
     def recover(self) -> list[Step]:
-        """Turn steps left ``running`` by a dead worker into ``interrupted`` (run at start-up)."""
+        """Turn steps left ``running`` by a dead worker into ``interrupted`` (at start-up, and
+        periodically in a worker), clean up what they left behind, and queue a notice to the
+        people on the incident (an inbox row in the same transaction: it cannot be lost)."""
         interrupted: list[Step] = []
         with self.bot.store.session() as session:
             rows = session.scalars(
@@ -120,30 +125,85 @@ class Executor:
                         incident_id=step.incident_id,
                         data={"step_id": step.id},
                     )
+                    session.add(interruption_notice(step, self.bot.clock()))
+        for step in interrupted:
+            try:
+                self.clean_up_interrupted(step.id)
+            except Exception as exc:  # the decision is still the person's; say what failed
+                log.warning("cleanup after interrupted step %s failed: %s", step.id, redact(exc))
         return interrupted
 
-    def resumable(self) -> list[int]:
-        """Running incidents whose next step is queued but unclaimed (e.g. the process that
-        started them stopped before its worker picked them up): safe to submit again, since
-        a claim is exactly-once."""
+    def clean_up_interrupted(self, step_id: int) -> list[str]:
+        """Remove what an interrupted step left behind, once; the lines say what happened.
+
+        Leftovers are only listed, not removed, while another step of the same environment
+        runs (it might own them)."""
         with self.bot.store.session() as session:
-            rows = session.scalars(
-                select(Step.incident_id)
+            step = session.get(Step, step_id)
+            if step is None or step.status != StepStatus.INTERRUPTED.value:
+                return []
+            if step.result and "leftovers" in step.result:
+                return list(step.result["leftovers"])
+            incident = self.bot._load(session, step.incident_id)
+            busy = session.scalars(
+                select(Step.id)
                 .join(Incident, Incident.id == Step.incident_id)
                 .where(
-                    Incident.state == State.RUNNING.value, Step.status == StepStatus.QUEUED.value
+                    Incident.environment == incident.environment,
+                    Step.status == StepStatus.RUNNING.value,
                 )
-                .distinct()
+                .limit(1)
+            ).first()
+        impl = build_step(step.kind, step.params)
+        hook = getattr(impl, "after_interruption", None)
+        if hook is None:
+            lines = ["nothing to clean up for this kind of step"]
+        else:
+            ctx = self.bot._context(incident, self.bot.environment_of(incident))
+            try:
+                lines = [redact(line) for line in hook(ctx, busy is None)]
+            except RollbotError as exc:
+                lines = [f"could not check what it left behind: {redact(exc)}"]
+        with self.bot.store.session() as session:
+            row = session.get(Step, step_id)
+            if row is not None and not (row.result and "leftovers" in row.result):
+                row.result = {**(row.result or {}), "leftovers": lines}
+                self.bot.audit.record(
+                    session,
+                    actor="rollbot",
+                    kind="cleanup",
+                    message=f"INC-{row.incident_id} step {row.seq} after its interruption: "
+                    + "; ".join(lines),
+                    incident_id=row.incident_id,
+                    data={"step_id": row.id},
+                )
+        return lines
+
+    def resumable(self, min_idle: timedelta = timedelta(0)) -> list[int]:
+        """Running incidents whose next step is queued but unclaimed (e.g. the process that
+        started them stopped before its worker picked them up, or a person decided from the
+        CLI): safe to submit again, since a claim is exactly-once. ``min_idle`` leaves alone
+        a step that became ready only just now (the process that readied it claims it)."""
+        now = self.bot.clock()
+        with self.bot.store.session() as session:
+            rows = session.scalars(
+                select(Step)
+                .join(Incident, Incident.id == Step.incident_id)
+                .where(Incident.state == State.RUNNING.value)
+                .order_by(Step.incident_id, Step.seq)
             ).all()
-            blocked = set(
-                session.scalars(
-                    select(Step.incident_id).where(
-                        Step.incident_id.in_(rows),
-                        Step.status.in_([StepStatus.RUNNING.value, StepStatus.INTERRUPTED.value]),
-                    )
-                ).all()
-            )
-        return sorted(set(rows) - blocked)
+        by_incident: dict[int, list[Step]] = {}
+        for step in rows:
+            by_incident.setdefault(step.incident_id, []).append(step)
+        ready = []
+        for incident_id, steps in by_incident.items():
+            pending = [s for s in steps if s.status not in {x.value for x in STEP_DONE}]
+            if not pending or pending[0].status != StepStatus.QUEUED.value:
+                continue
+            times = [t for t in (pending[0].queued_at, *(s.finished_at for s in steps)) if t]
+            if not times or now - max(times) >= min_idle:
+                ready.append(incident_id)
+        return ready
 
     # ------------------------------------------------------------ claiming
     def _claim_next(self, incident_id: int) -> Step | None:
@@ -289,23 +349,36 @@ class Executor:
         ref: int | str,
         sink: ProgressSink | None = None,
         done: Callable[[Incident], None] | None = None,
-    ) -> Future[Incident]:
-        """Run in the background (Slack handlers ack first, then this reports into the thread)."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="rollbot-step")
+    ) -> Future[Incident] | None:
+        """Run in the background; None when this executor is already driving the incident
+        (a periodic resume scan and a click must not start a second driver)."""
+        incident_id = parse_ref(ref)
+        with self._lock:
+            if incident_id in self._driving:
+                return None
+            self._driving.add(incident_id)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="rollbot-step")
 
         def work() -> Incident:
             try:
-                result = self.run_incident(ref, sink)
+                result = self.run_incident(incident_id, sink)
             except Exception:
                 log.error("background run of %s failed:\n%s", ref, redact(traceback.format_exc()))
                 raise
+            finally:
+                with self._lock:
+                    self._driving.discard(incident_id)
             if done:
                 done(result)
             return result
 
         return self._pool.submit(work)
 
-    def shutdown(self) -> None:
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._driving)
+
+    def shutdown(self, wait: bool = True) -> None:
         if self._pool:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=wait)

@@ -192,6 +192,16 @@ class IssuedToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class InstallationSecret(Base):
+    """A random key this installation made for itself (e.g. to seal Slack button values)."""
+
+    __tablename__ = "installation_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class RefusedRequestCount(Base):
     """Requests refused at the door (bad signature), counted per source per minute."""
 

@@ -14,10 +14,10 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, NoReturn, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -34,12 +34,14 @@ from bot.models import (
     AuditEvent,
     ChecklistTick,
     IdempotencyKey,
+    InboxItem,
     Incident,
+    InstallationSecret,
     IssuedToken,
     Step,
     utcnow,
 )
-from bot.redact import scrub_user_text
+from bot.redact import register_secret, scrub_user_text
 from bot.request_context import current_request, decision_time
 from bot.runbook import RUNBOOK, Choice
 from bot.steps import Plan, StepContext, build_step
@@ -225,7 +227,9 @@ class Rollbot:
             session.info["incident_id"] = incident.id
         return self._result(ref)
 
-    def refuse(self, ref: int | str | None, actor: str, action: str, reason: RollbotError) -> None:
+    def refuse(
+        self, ref: int | str | None, actor: str, action: str, reason: RollbotError
+    ) -> NoReturn:
         """Audit a refusal an adapter decided (a button bound to another incident) and raise it."""
         self._audit_refusal(ref, actor, action, reason, None)
         raise reason
@@ -655,6 +659,39 @@ class Rollbot:
                     (Incident.chat_message == ts) | Incident.chat_thread.in_(threads),
                 )
             ).first()
+
+    def installation_secret(self, name: str) -> bytes:
+        """A random 32-byte key made once per installation (the first caller creates it)."""
+        with self.store.session() as session:
+            row = session.get(InstallationSecret, name)
+        if row is None:
+            try:
+                with self.store.session() as session:
+                    session.add(
+                        InstallationSecret(
+                            name=name, value=secrets.token_hex(32), created_at=self.clock()
+                        )
+                    )
+            except IntegrityError:
+                pass  # another process made it first
+            with self.store.session() as session:
+                row = session.get(InstallationSecret, name)
+        assert row is not None
+        register_secret(row.value)
+        return bytes.fromhex(row.value)
+
+    def forget_old_requests(self, older_than: timedelta) -> None:
+        """Drop request bookkeeping nobody can need any more (finished inbox rows, idempotency
+        keys and issued tokens older than ``older_than``); the audit trail is never pruned."""
+        cutoff = self.clock() - older_than
+        with self.store.session() as session:
+            session.execute(
+                delete(InboxItem).where(
+                    InboxItem.status.not_in(("pending", "claimed")), InboxItem.finished_at < cutoff
+                )
+            )
+            session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
+            session.execute(delete(IssuedToken).where(IssuedToken.created_at < cutoff))
 
     def issue_token(self, incident_id: int, actor: str, purpose: str) -> str:
         """A token for a modal or an ephemeral button, recorded for :meth:`token_matches`."""

@@ -76,7 +76,9 @@ class Step(Protocol):
     ``safety_snapshot = "own"`` (they take one themselves) or ``"not_applicable"``
     (e.g. ending a blocking backend, where a dump would hang on the same lock), the
     executor refuses them until an earlier step produced a verified safety snapshot.
-    Optional ``pin(ctx) -> params`` resolves choices when the plan is made."""
+    Optional ``pin(ctx) -> params`` resolves choices when the plan is made. Optional
+    ``after_interruption(ctx, remove) -> lines`` removes (or, when ``remove`` is False,
+    only lists) what a crash mid-step left behind, for the person who decides next."""
 
     kind: ClassVar[str]
     destructive: ClassVar[bool]

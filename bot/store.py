@@ -30,25 +30,41 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+def _sqlite_pragmas(wait_ms: int) -> Any:
+    def apply(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return apply
 
 
 class Store:
-    """Engine + session factory for rollbot's own state."""
+    """Engine + session factory for rollbot's own state.
 
-    def __init__(self, url: str) -> None:
+    ``wait_seconds`` bounds how long one statement waits for the database (a lock
+    on SQLite, connecting and each statement on PostgreSQL): the acknowledging
+    side uses a short bound so an unreachable database is an answer, not a hang.
+    """
+
+    def __init__(self, url: str, *, wait_seconds: float = 30.0) -> None:
         url = normalise_url(url)
+        wait_ms = int(wait_seconds * 1000)
+        connect_args: dict[str, Any] = {}
+        if url.startswith("postgresql"):
+            connect_args = {"connect_timeout": max(1, round(wait_seconds))}
+            if wait_seconds < 30:
+                connect_args["options"] = f"-c statement_timeout={wait_ms}"
         try:
-            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+            self.engine: Engine = create_engine(
+                url, future=True, pool_pre_ping=True, connect_args=connect_args
+            )
         except Exception as exc:  # bad URL syntax or unknown driver
             raise ConfigError(f"state database URL is not usable: {redact(exc)}") from None
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_pragmas(wait_ms))
             # SQLite's default deferred BEGIN lets two writers race; take the write lock at BEGIN.
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             _disable_pysqlite_autobegin(self.engine)
@@ -87,7 +103,7 @@ def _disable_pysqlite_autobegin(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
 
 
-def open_store(url: str) -> Store:
-    store = Store(url)
+def open_store(url: str, *, wait_seconds: float = 30.0) -> Store:
+    store = Store(url, wait_seconds=wait_seconds)
     store.upgrade()
     return store

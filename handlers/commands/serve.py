@@ -1,9 +1,8 @@
-"""``rollbot serve``: run the Slack app (Socket Mode or HTTP under gunicorn)."""
+"""``rollbot serve``: the Slack app (Socket Mode or HTTP under gunicorn) and its worker."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,9 +10,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the Slack app",
         description=(
-            "Serve the Slack app. Tokens come from SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET "
-            "(HTTP) and SLACK_APP_TOKEN (Socket Mode); ROLLBOT_SLACK_API_URL points the "
-            "Web API client elsewhere."
+            "Serve the Slack app: acknowledge requests here (after recording them) and do the "
+            "work in a `rollbot worker` process started beside it. Tokens come from "
+            "SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (HTTP) and SLACK_APP_TOKEN (Socket Mode); "
+            "ROLLBOT_SLACK_API_URL points the Web API client elsewhere."
         ),
     )
     mode = p.add_mutually_exclusive_group(required=True)
@@ -23,24 +23,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
     p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
     p.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker")
+    p.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="only acknowledge; run `rollbot worker` elsewhere (e.g. more ack replicas)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from handlers.logs import configure_logging
     from handlers.slack.server import SlackTokens, serve_http, serve_socket
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     if args.socket:
-        serve_socket(args.config)
+        SlackTokens.from_env(socket_mode=True)  # fail with one line before anything starts
+        serve_socket(args.config, with_worker=not args.no_worker)
     else:
-        SlackTokens.from_env(socket_mode=False)  # fail with one line before gunicorn starts
+        SlackTokens.from_env(socket_mode=False)
         serve_http(
             args.config,
             host=args.host,
             port=args.port,
             workers=args.workers,
             threads=args.threads,
+            with_worker=not args.no_worker,
         )
     return 0

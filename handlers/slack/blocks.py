@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.lifecycle import State
-from bot.models import ChecklistTick, Incident
+from bot.models import ChecklistTick, Incident, Step
 from bot.redact import redact
 from bot.runbook import RUNBOOK, Choice, DecisionNode
 from bot.steps import Plan
-from handlers.slack.metadata import ActionValue
+from handlers.slack.metadata import ActionValue, ValueSigner, checklist_block_id
 
 Block = dict[str, Any]
 SECTION_LIMIT = 2900
@@ -56,13 +56,19 @@ def context(text: str) -> Block:
 
 
 def button(
-    text: str, action: str, suffix: str, value: ActionValue, style: str | None = None
+    text: str,
+    action: str,
+    suffix: str,
+    value: ActionValue,
+    signer: ValueSigner | None,
+    style: str | None = None,
 ) -> Block:
+    action_id = f"rb_{action}:{suffix}"[:255]
     b: Block = {
         "type": "button",
         "text": {"type": "plain_text", "text": text[:75], "emoji": True},
-        "action_id": f"rb_{action}:{suffix}"[:255],
-        "value": value.encode(),
+        "action_id": action_id,
+        "value": value.encode(signer, action_id),
     }
     if style:
         b["style"] = style
@@ -139,6 +145,7 @@ class CardView:
     approvals_needed: int = 0
     approvers: Sequence[str] = ()
     ticks: dict[str, ChecklistTick] = field(default_factory=dict)
+    signer: ValueSigner | None = None  # None only in tests that render without a worker
 
 
 def _value(view: CardView, arg: str = "", **kw: Any) -> ActionValue:
@@ -146,7 +153,9 @@ def _value(view: CardView, arg: str = "", **kw: Any) -> ActionValue:
 
 
 def _question_blocks(view: CardView, node: DecisionNode) -> list[Block]:
-    buttons = [button(c.label, "answer", c.id, _value(view, c.id)) for c in node.choices]
+    buttons = [
+        button(c.label, "answer", c.id, _value(view, c.id), view.signer) for c in node.choices
+    ]
     return [section(f"*{node.question}*"), actions(f"rb_question:{node.id}", buttons)]
 
 
@@ -170,6 +179,7 @@ def _options_blocks(view: CardView) -> list[Block]:
                         "choose",
                         opt.method_id,
                         _value(view, opt.method_id),
+                        view.signer,
                         "primary" if opt.recommended else None,
                     )
                 ],
@@ -218,7 +228,7 @@ def _checklist_block(view: CardView, which: str) -> list[Block]:
         element["initial_options"] = selected
     return [
         section(f"*{title} checklist*"),
-        actions(f"rb_checklist:{which}:{view.incident.id}", [element]),
+        actions(checklist_block_id(which, view.incident.id, view.signer), [element]),
     ]
 
 
@@ -253,12 +263,24 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
             blocks.append(
                 actions(
                     "rb_approval_request",
-                    [button("Request approval", "request_approval", "go", _value(view), "primary")],
+                    [
+                        button(
+                            "Request approval",
+                            "request_approval",
+                            "go",
+                            _value(view),
+                            view.signer,
+                            "primary",
+                        )
+                    ],
                 )
             )
         else:
             blocks.append(
-                actions("rb_run", [button("Run the plan", "run", "go", _value(view), "primary")])
+                actions(
+                    "rb_run",
+                    [button("Run the plan", "run", "go", _value(view), view.signer, "primary")],
+                )
             )
     if state == State.AWAITING_APPROVAL.value:
         who = ", ".join(f"<@{a}>" for a in view.approvers) or "nobody yet"
@@ -267,22 +289,20 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
                 f"*Approvals:* {view.approvals_valid}/{view.approvals_needed} (approved by {who})"
             )
         )
-        elements = [button("Approve", "approve", "go", _value(view), "primary")]
+        elements = [button("Approve", "approve", "go", _value(view), view.signer, "primary")]
         if view.approvals_valid >= view.approvals_needed:
-            elements.append(button("Run the plan", "run", "go", _value(view), "danger"))
+            elements.append(
+                button("Run the plan", "run", "go", _value(view), view.signer, "danger")
+            )
         blocks.append(actions("rb_approval", elements))
     for step in inc.steps:
         if step.status == "interrupted":
-            blocks.append(section(f":warning: Step {step.seq} ({step.title}) was interrupted."))
+            later = [s.seq for s in inc.steps if s.seq > step.seq]
+            choices = "\n".join(decision_choices(step, later[0] if later else None))
             blocks.append(
-                actions(
-                    f"rb_interrupted:{step.id}",
-                    [
-                        button(d.capitalize(), "step", d, _value(view, d, step_id=step.id))
-                        for d in ("retry", "skip", "abandon")
-                    ],
-                )
+                section(f":warning: Step {step.seq} ({step.title}) was interrupted.\n{choices}")
             )
+            blocks.append(_decision_buttons(view.nonce, inc, step, view.signer))
     if not closed:
         blocks += _checklist_block(view, "before")
         if state in (State.RUNNING.value, State.VERIFYING.value, State.FAILED.value):
@@ -290,34 +310,96 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
     if inc.root_cause:
         blocks.append(section(f"*Root cause:* {inc.root_cause}\n{inc.notes or ''}"))
     if not closed:
-        elements = [button("Root cause & notes", "root_cause", "open", _value(view))]
+        elements = [button("Root cause & notes", "root_cause", "open", _value(view), view.signer)]
         if state in (State.VERIFYING.value, State.FAILED.value):
-            elements.append(button("Resolve", "resolve", "go", _value(view), "primary"))
+            elements.append(
+                button("Resolve", "resolve", "go", _value(view), view.signer, "primary")
+            )
         if state not in (State.RUNNING.value, State.VERIFYING.value):
-            elements.append(button("Cancel incident", "cancel", "go", _value(view), "danger"))
+            elements.append(
+                button("Cancel incident", "cancel", "go", _value(view), view.signer, "danger")
+            )
         blocks.append(actions("rb_controls", elements))
     return f"{inc.ref} · {inc.state}", blocks[:50]
 
 
-def resolve_confirmation(incident: Incident, missing: Sequence[str], nonce: str) -> list[Block]:
+def decision_choices(step: Step, seq_after: int | None) -> list[str]:
+    """What each decision about an interrupted step would do, in words."""
+    retry = "run it again from the start" + (
+        "; it is destructive, so it needs a fresh approval first (the earlier one does not "
+        "carry over)"
+        if step.destructive
+        else ""
+    )
+    skip = "treat it as done without running it again; " + (
+        f"the plan continues with step {seq_after}" if seq_after else "the plan is finished"
+    )
+    return [
+        f"*Retry*: {retry}.",
+        f"*Skip*: {skip}.",
+        "*Abandon*: stop here; the incident fails and you choose another method or resolve.",
+    ]
+
+
+def _decision_buttons(
+    view_nonce: str, incident: Incident, step: Step, signer: ValueSigner | None
+) -> Block:
+    return actions(
+        f"rb_interrupted:{step.id}",
+        [
+            button(
+                d.capitalize(),
+                "step",
+                d,
+                ActionValue(incident.id, arg=d, nonce=view_nonce, step_id=step.id),
+                signer,
+                "danger" if d == "retry" and step.destructive else None,
+            )
+            for d in ("retry", "skip", "abandon")
+        ],
+    )
+
+
+def interruption_notice(
+    incident: Incident, step: Step, leftovers: Sequence[str], nonce: str, signer: ValueSigner
+) -> tuple[str, list[Block]]:
+    """The thread message after a crash: what was interrupted, what it left, the choices."""
+    later = [s.seq for s in incident.steps if s.seq > step.seq]
+    text = f":warning: {incident.ref}: step {step.seq} ({step.title}) was interrupted"
+    body = (
+        f"{text}: the rollbot process running it stopped (a crash or a restart). "
+        "Nothing was run again on its own.\n"
+        + "\n".join(f"• {line}" for line in leftovers)
+        + "\n\n"
+        + "\n".join(decision_choices(step, later[0] if later else None))
+    )
+    return text, [section(body), _decision_buttons(nonce, incident, step, signer)]
+
+
+def resolve_confirmation(
+    incident: Incident, missing: Sequence[str], token: str, signer: ValueSigner
+) -> list[Block]:
+    """An ephemeral offer to resolve anyway; ``token`` was issued to the person it is for."""
     items = "\n".join(f"• {m}" for m in missing)
-    value = ActionValue(incident.id, nonce=nonce, confirm=True)
+    value = ActionValue(incident.id, nonce=token, confirm=True)
     return [
         section(
             f"{incident.ref} still has {len(missing)} unticked checklist item(s):\n{items}\n"
             "Resolve anyway?"
         ),
         actions(
-            "rb_resolve_confirm", [button("Resolve anyway", "resolve", "confirm", value, "danger")]
+            "rb_resolve_confirm",
+            [button("Resolve anyway", "resolve", "confirm", value, signer, "danger")],
         ),
     ]
 
 
-def root_cause_modal(incident_id: int) -> dict[str, Any]:
+def root_cause_modal(incident_id: int, token: str) -> dict[str, Any]:
+    """``token`` was issued to the person it opens for (checked when it is submitted)."""
     return {
         "type": "modal",
         "callback_id": "rb_root_cause",
-        "private_metadata": ActionValue(incident_id).encode(),
+        "private_metadata": ActionValue(incident_id, nonce=token).encode(),
         "title": {"type": "plain_text", "text": "Root cause"},
         "submit": {"type": "plain_text", "text": "Save"},
         "close": {"type": "plain_text", "text": "Cancel"},

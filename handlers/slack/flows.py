@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from bot.audit import format_timeline, timeline
 from bot.config import Settings
@@ -19,11 +20,12 @@ from bot.runbook import RUNBOOK, DecisionNode
 from bot.service import Rollbot
 from handlers.runtime import Runtime
 from handlers.slack import blocks
-from handlers.slack.metadata import new_nonce
+from handlers.slack.metadata import ValueSigner, new_nonce
 from handlers.slack.poster import SlackPoster
 from handlers.slack.progress import Debouncer, SlackProgressSink
 
 log = logging.getLogger(__name__)
+SIGNING_KEY = "slack-button-values"
 
 
 def parse_rollback_text(text: str, settings: Settings) -> tuple[str | None, str]:
@@ -51,6 +53,7 @@ class IncidentFlows:
     def __init__(self, runtime: Runtime, poster: SlackPoster, debounce_seconds: float = 1.0):
         self.runtime = runtime
         self.bot: Rollbot = runtime.bot
+        self.signer = ValueSigner(runtime.bot.installation_secret(SIGNING_KEY))
         self.settings = runtime.settings
         self.poster = poster
         self.debouncer = Debouncer(debounce_seconds)
@@ -63,7 +66,7 @@ class IncidentFlows:
             return self._card_locks.setdefault(incident_id, threading.RLock())
 
     def card_view(self, incident: Incident) -> blocks.CardView:
-        view = blocks.CardView(incident=incident, nonce=new_nonce())
+        view = blocks.CardView(incident=incident, nonce=new_nonce(), signer=self.signer)
         node = RUNBOOK.walk(incident.answers)
         if isinstance(node, DecisionNode):
             view.question = node
@@ -189,9 +192,10 @@ class IncidentFlows:
         self.say(incident, f":arrow_forward: <@{user}> started the {incident.method} plan.")
         self._submit(incident)
 
-    def resume_queued(self) -> None:
-        """At start-up: continue plans a stopped process had queued but not begun."""
-        for incident_id in self.runtime.executor.resumable():
+    def resume_queued(self, min_idle: timedelta = timedelta(0)) -> None:
+        """Continue plans queued but not begun: by a process that stopped (at start-up), or
+        by a person from the CLI (a worker looks every few seconds)."""
+        for incident_id in self.runtime.executor.resumable(min_idle):
             self._submit(self.bot.get(incident_id))
 
     def _submit(self, incident: Incident) -> None:
@@ -218,8 +222,31 @@ class IncidentFlows:
     def step_decision(self, user: str, incident_id: int, step_id: int, decision: str) -> None:
         incident = self.bot.decide_interrupted(incident_id, step_id, user, decision)
         self.refresh(incident_id)
-        if decision == "retry" and incident.state == State.RUNNING.value:
+        step = next(s for s in incident.steps if s.id == step_id)
+        if decision == "retry" and incident.state == State.AWAITING_APPROVAL.value:
+            self.say(
+                incident,
+                f":raised_hand: <@{user}> wants to re-run step {step.seq} ({step.title}) of "
+                f"{incident.ref}. It is destructive, so it needs a fresh approval: the one "
+                "given for the first run does not carry over. Approvers, see the card above.",
+            )
+        else:
+            self.say(incident, f":point_right: <@{user}> chose *{decision}* for step {step.seq}.")
+        if incident.state == State.RUNNING.value:
             self._submit(incident)
+
+    def announce_interrupted(self, incident_id: int, step_id: int, leftovers: list[str]) -> None:
+        """Tell the thread a step was interrupted, what it left behind, and what each choice does."""
+        incident = self.ensure_thread(self.bot.get(incident_id))
+        step = next((s for s in incident.steps if s.id == step_id), None)
+        if step is None or step.status != "interrupted":
+            return  # someone decided already
+        text, message_blocks = blocks.interruption_notice(
+            incident, step, leftovers, new_nonce(), self.signer
+        )
+        if incident.chat_channel and incident.chat_thread:
+            self.poster.post(incident.chat_channel, text, message_blocks, incident.chat_thread)
+        self.refresh(incident_id)
 
     def set_ticks(self, user: str, incident_id: int, which: str, selected: set[str]) -> None:
         items = RUNBOOK.before_checklist if which == "before" else RUNBOOK.after_checklist
@@ -243,7 +270,12 @@ class IncidentFlows:
                 user,
                 f"{incident.ref} has {len(missing)} unticked checklist item(s); resolve anyway?",
                 thread_ts=incident.chat_thread,
-                blocks=blocks.resolve_confirmation(incident, missing, new_nonce()),
+                blocks=blocks.resolve_confirmation(
+                    incident,
+                    missing,
+                    self.bot.issue_token(incident.id, user, "resolve_confirm"),
+                    self.signer,
+                ),
             )
             return
         incident = self.bot.resolve(incident_id, user, confirm_unticked=confirm)

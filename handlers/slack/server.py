@@ -1,16 +1,19 @@
-"""Serving the app: HTTP under gunicorn's threaded workers, or Socket Mode.
+"""Serving Slack: the acknowledging side (HTTP under gunicorn, or Socket Mode) and a worker.
 
-Both build the runtime and the app inside the serving process (for gunicorn: in
-each worker, after the fork), so the executor's threads and database
-connections are never shared across a fork. Neither needs Slack to be reachable
-to start: the bot's identity is learned in the background.
+``rollbot serve`` runs the acknowledging side in this process (gunicorn's
+workers for HTTP, the Socket Mode client otherwise) and, unless told not to,
+starts ``rollbot worker`` beside it and restarts it if it dies. The two share
+nothing but the state database: the acknowledging side only records requests
+(``handlers.slack.app``), the worker does the work (``handlers.slack.worker``).
+Several replicas share one PostgreSQL state database and its inbox.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -19,19 +22,26 @@ from pathlib import Path
 from typing import Any
 
 from slack_bolt import App
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
-from bot.config import load_settings
+from bot.config import Settings, load_settings
 from bot.errors import ConfigError
+from bot.inbox import Inbox
 from bot.redact import redact, register_secret
 from bot.service import Rollbot
-from handlers.runtime import Runtime, start_runtime
+from bot.store import Store, open_store
+from handlers.logs import gunicorn_logconfig
 from handlers.slack.app import build_app
-from handlers.slack.client import SlackGroupDirectory, api_url_from_env, make_web_client
+from handlers.slack.client import api_url_from_env, make_web_client
+from handlers.slack.gate import DoorRefusals, front_door
+from handlers.slack.payloads import BadPayload, Ignored, classify
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
-ACK_SWITCH_INTERVAL = 0.001
+ACK_DB_WAIT_SECONDS = 2.0  # an acknowledging request waits this long for the state database
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class SlackTokens:
     app_token: str | None
 
     @classmethod
-    def from_env(cls, *, socket_mode: bool) -> SlackTokens:
+    def from_env(cls, *, socket_mode: bool, worker: bool = False) -> SlackTokens:
         bot = os.environ.get("SLACK_BOT_TOKEN", "")
         secret = os.environ.get("SLACK_SIGNING_SECRET") or None
         app_token = os.environ.get("SLACK_APP_TOKEN") or None
@@ -50,9 +60,9 @@ class SlackTokens:
             problems.append(
                 "SLACK_BOT_TOKEN is not set (the xoxb- bot token from the app's OAuth page)"
             )
-        if socket_mode and not app_token:
+        if socket_mode and not worker and not app_token:
             problems.append("SLACK_APP_TOKEN is not set (an xapp- token with connections:write)")
-        if not socket_mode and not secret:
+        if not socket_mode and not worker and not secret:
             problems.append("SLACK_SIGNING_SECRET is not set (Basic Information > App Credentials)")
         if problems:
             raise ConfigError(problems)
@@ -62,53 +72,94 @@ class SlackTokens:
         return cls(bot, secret, app_token)
 
 
-def create_app(
-    config: str | Path | None, tokens: SlackTokens, *, socket_mode: bool
-) -> tuple[App, Runtime]:
-    # Acks are short and must not wait behind background work (rendering, posting,
-    # restores reporting progress) for the GIL: switch threads every 1 ms, not 5 ms.
-    sys.setswitchinterval(ACK_SWITCH_INTERVAL)
+@dataclass
+class AckSide:
+    settings: Settings
+    store: Store
+    app: App
+
+
+def ack_side(config: str | Path | None, tokens: SlackTokens, *, socket_mode: bool) -> AckSide:
+    settings = load_settings(config)
+    store = open_store(settings.database_url, wait_seconds=ACK_DB_WAIT_SECONDS)
+    inbox = Inbox(store, high_water=settings.slack.inbox_high_water)
     client = make_web_client(tokens.bot_token, api_url_from_env())
-    runtime = start_runtime(config, directory=SlackGroupDirectory(client))
     app = build_app(
-        runtime, client=client, signing_secret=tokens.signing_secret, socket_mode=socket_mode
+        settings,
+        inbox,
+        client=client,
+        signing_secret=tokens.signing_secret,
+        socket_mode=socket_mode,
     )
-    return app, runtime
+    return AckSide(settings, store, app)
 
 
-def wsgi_app(
-    app: App, bot: Rollbot | None = None
-) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """``/slack/events`` for Slack, ``/healthz`` for load balancers and probes.
+def wsgi_app(side: AckSide, signing_secret: str) -> Callable[..., Iterable[bytes]]:
+    """``/slack/events`` behind the front door (``handlers.slack.gate``), ``/healthz``."""
+    bot = Rollbot(side.settings, side.store)
 
-    A request refused for its signature or timestamp (401) is audited: it was an
-    attempt to act that nobody can be held to, and people should see it.
-    """
-    slack = SlackRequestHandler(app, path="/slack/events")
+    def audit(source: str, message: str) -> None:
+        bot.note(None, "slack", "refused", message, {"source": source})
 
-    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz":
-            body = json.dumps({"ok": True}).encode()
-            start_response("200 OK", [("Content-Type", "application/json")])
-            return [body]
+    return front_door(
+        SlackRequestHandler(side.app, path="/slack/events"),
+        signing_secret,
+        DoorRefusals(side.store, audit),
+    )
 
-        def audited_start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            if status.startswith("401") and bot is not None:
-                try:
-                    bot.note(
-                        None,
-                        "slack",
-                        "refused",
-                        "Refused a Slack request: invalid signature or stale timestamp",
-                        {"remote": environ.get("REMOTE_ADDR"), "path": environ.get("PATH_INFO")},
-                    )
-                except Exception:
-                    log.warning("could not audit a refused request", exc_info=True)
-            return start_response(status, headers, *exc)
 
-        return slack(environ, audited_start)
+class ValidatingSocketModeHandler(SocketModeHandler):  # type: ignore[misc]
+    """Socket Mode with the same shape check as HTTP: a bad envelope is acked and dropped."""
 
-    return application
+    def handle(self, client: Any, req: SocketModeRequest) -> None:
+        try:
+            payload = classify(req.payload if isinstance(req.payload, dict) else {})
+        except BadPayload as exc:
+            log.info("dropped a Socket Mode envelope of the wrong shape: %s", exc)
+            payload = None
+        if payload is None or isinstance(payload, Ignored):
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            return
+        super().handle(client, req)
+
+
+class WorkerProcess:
+    """``rollbot worker`` beside the acknowledging side, restarted if it exits unexpectedly."""
+
+    def __init__(self, config: str | Path | None) -> None:
+        self.argv = [sys.executable, "-m", "handlers.cli"]
+        if config:
+            self.argv += ["--config", str(config)]
+        self.argv += ["worker", "--parent-pid", str(os.getpid())]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
+
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(self.argv)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        delay = 1.0
+        while not self._stopping.wait(1.0):
+            if self.proc is not None and self.proc.poll() is not None:
+                log.warning("rollbot worker exited (%s); starting it again", self.proc.returncode)
+                self._stopping.wait(delay)
+                if not self._stopping.is_set():
+                    self.proc = subprocess.Popen(self.argv)
+                    delay = min(delay * 2, 30.0)
+
+    def stop(self, timeout: float = 40.0) -> None:
+        self._stopping.set()
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def serve_http(
@@ -118,12 +169,14 @@ def serve_http(
     port: int = 3000,
     workers: int = 1,
     threads: int = 16,
+    with_worker: bool = True,
 ) -> None:
-    """Run under gunicorn's ``gthread`` workers (Bolt's development server is not for this)."""
+    """Acknowledge under gunicorn's ``gthread`` workers; the work runs in ``rollbot worker``."""
     from gunicorn.app.base import BaseApplication
 
     tokens = SlackTokens.from_env(socket_mode=False)
-    load_settings(config)  # a bad config fails here with one line, not in a booting worker
+    settings = load_settings(config)  # a bad config fails here with one line, not in a worker
+    open_store(settings.database_url).dispose()  # the schema is upgraded once, before anyone forks
 
     class Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -135,44 +188,53 @@ def serve_http(
                 "timeout": 60,
                 "graceful_timeout": 30,
                 "accesslog": None,
-                "errorlog": "-",
-                "loglevel": "info",
+                "logconfig_dict": gunicorn_logconfig(),
                 "proc_name": "rollbot",
             }.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Callable[..., Any]:
-            app, runtime = create_app(config, tokens, socket_mode=False)
-            return wsgi_app(app, runtime.bot)
+            side = ack_side(config, tokens, socket_mode=False)
+            return wsgi_app(side, tokens.signing_secret or "")
 
-    Gunicorn().run()
-
-
-def serve_socket(config: str | Path | None, *, stop: threading.Event | None = None) -> None:
-    """Socket Mode: connect out to Slack, retrying while it is unreachable."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-    tokens = SlackTokens.from_env(socket_mode=True)
-    app, runtime = create_app(config, tokens, socket_mode=True)
-    handler = SocketModeHandler(app, tokens.app_token, web_client=app.client)
-    stop = stop or threading.Event()
-    delay = 1.0
-    while not stop.is_set():
-        try:
-            handler.connect()
-            break
-        except Exception as exc:
-            log.warning(
-                "Socket Mode connect failed, retrying in %.0f s: %s", delay, redact(str(exc))[:200]
-            )
-            stop.wait(delay)
-            delay = min(delay * 2, 30.0)
-    log.info("rollbot connected in Socket Mode")
+    worker = WorkerProcess(config).start() if with_worker else None
     try:
-        while not stop.wait(1.0):
-            pass
-    except KeyboardInterrupt:
-        pass
+        Gunicorn().run()
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+def serve_socket(
+    config: str | Path | None, *, stop: threading.Event | None = None, with_worker: bool = True
+) -> None:
+    """Socket Mode: connect out to Slack, retrying while it is unreachable."""
+    tokens = SlackTokens.from_env(socket_mode=True)
+    settings = load_settings(config)
+    open_store(settings.database_url).dispose()
+    side = ack_side(config, tokens, socket_mode=True)
+    handler = ValidatingSocketModeHandler(side.app, tokens.app_token, web_client=side.app.client)
+    stop = stop or threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker = WorkerProcess(config).start() if with_worker else None
+    delay = 1.0
+    try:
+        while not stop.is_set():
+            try:
+                handler.connect()
+                break
+            except Exception as exc:
+                log.warning(
+                    "Socket Mode connect failed, retrying in %.0f s: %s",
+                    delay,
+                    redact(str(exc))[:200],
+                )
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+        log.info("rollbot connected in Socket Mode")
+        stop.wait()
     finally:
         handler.close()
-        runtime.executor.shutdown()
+        if worker is not None:
+            worker.stop()

@@ -630,3 +630,31 @@ __all__ = [
     "plan_restore",
     "restore_snapshot",
 ]
+
+
+# --------------------------------------------------------------------------- leftovers
+
+
+def _restoring_prefix(db: str) -> str:
+    return _suffixed(db, "_restoring_" + _stamp(datetime(2000, 1, 1, tzinfo=UTC)))[:-15]
+
+
+def restoring_databases(url: str) -> list[str]:
+    """``<db>_restoring_<ts>`` databases a swap restore of ``url`` created and did not finish."""
+    prefix = _restoring_prefix(dbname(url))
+    with connect(_maintenance_url(url)) as maint:
+        rows = maint.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname",
+            (prefix,),
+        ).fetchall()
+    return [r[0] for r in rows if re.fullmatch(r"\d{8}_\d{6}", r[0][len(prefix) :])]
+
+
+def drop_restoring_databases(url: str, names: list[str]) -> None:
+    """Drop leftovers of an interrupted restore (ending a still-running pg_restore's session)."""
+    prefix = _restoring_prefix(dbname(url))
+    with connect(_maintenance_url(url), autocommit=True) as maint:
+        for name in names:
+            if not name.startswith(prefix):
+                raise ProviderError(f"refusing to drop {name!r}: not a restore leftover")
+            _drop_if_exists(maint, name)

@@ -724,3 +724,18 @@ def apply_retention(
             if not dry_run:
                 delete_snapshot(storage, snap)
     return RetentionResult(kept, deleted, protected)
+
+
+def unfinished_snapshot_folders(storage: BackupStorage) -> list[Path]:
+    """Staging folders of snapshots that never finished (``.snapshot-...-XXXX``, local only)."""
+    probe = storage.local_path("probe")
+    if probe is None or not probe.parent.is_dir():
+        return []
+    return sorted(p for p in probe.parent.glob(".snapshot-*") if p.is_dir())
+
+
+def remove_unfinished_snapshot_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        if not folder.name.startswith(".snapshot-"):
+            raise ProviderError(f"refusing to remove {folder}: not a snapshot staging folder")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -145,6 +145,31 @@ def storage_of(env: EnvironmentConfig) -> BackupStorage:
     return open_storage(env.backups, endpoint_url=env.backups_s3_endpoint_url)
 
 
+def leftovers_of_interruption(ctx: StepContext, remove: bool, databases: bool) -> list[str]:
+    """What an interrupted snapshot or restore left behind, removed unless ``remove`` is False
+    (another step of the environment is running and might own it: then it is only listed)."""
+    from providers.postgres.restore import drop_restoring_databases, restoring_databases
+    from providers.postgres.snapshot import (
+        remove_unfinished_snapshot_folders,
+        unfinished_snapshot_folders,
+    )
+
+    env = ctx.environment
+    names = restoring_databases(env.database_url()) if databases else []
+    folders = unfinished_snapshot_folders(storage_of(env))
+    found = [f"database {n}" for n in names] + [f"folder {f}" for f in folders]
+    if not found:
+        return ["nothing was left behind"]
+    if not remove:
+        return [
+            f"left {x}: another step in {env.name} is running; remove it once that is done"
+            for x in found
+        ]
+    drop_restoring_databases(env.database_url(), names)
+    remove_unfinished_snapshot_folders(folders)
+    return [f"removed the unfinished {x}" for x in found]
+
+
 def _bytes_reporter(ctx: StepContext, what: str) -> Any:
     def report(done: int) -> None:
         ctx.report(f"{what}: {done / 1_000_000:,.1f} MB")
@@ -169,6 +194,9 @@ class SnapshotStep:
             target=describe_environment(env),
             action=f"pg_dump into {env.backups} as snapshot-YYYYMMDD-HHMMSS, then verify checksum and contents",
         )
+
+    def after_interruption(self, ctx: StepContext, remove: bool) -> list[str]:
+        return leftovers_of_interruption(ctx, remove, databases=False)
 
     def run(self, ctx: StepContext) -> StepResult:
         from providers.postgres.snapshot import create_snapshot, verify_snapshot
@@ -261,6 +289,9 @@ class RestoreStep:
             data_loss=lines[2].removeprefix("May be lost: "),
             details=tuple(lines[4:]),
         )
+
+    def after_interruption(self, ctx: StepContext, remove: bool) -> list[str]:
+        return leftovers_of_interruption(ctx, remove, databases=True)
 
     def run(self, ctx: StepContext) -> StepResult:
         from providers.postgres.restore import restore_snapshot

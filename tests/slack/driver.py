@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.config import load_settings
-from bot.models import AuditEvent
+from bot.models import AuditEvent, RefusedRequestCount
 from bot.service import Rollbot
 from tests.slack.fake_slack import CHANNELS, FakeSlack
 from tests.slack.fake_socket import FakeSocketMode
@@ -220,6 +220,10 @@ class SlackDriver:
             lambda f: (self.ephemerals(user, contains) or [None])[-1],
             what=f"ephemeral {contains!r}",
         )
+
+    def refused_at_the_door(self) -> int:
+        with self.bot.store.session() as session:
+            return int(session.scalar(select(func.sum(RefusedRequestCount.count))) or 0)
 
     def audit(self, incident_id: int | None = None) -> list[AuditEvent]:
         with self.bot.store.session() as session:

@@ -39,9 +39,12 @@ def post_signed(
     timestamp: float | None = None,
     forged: bool = False,
     retry_num: int | None = None,
+    raw_timestamp: str | None = None,
 ) -> Reply:
     ts = str(int(timestamp if timestamp is not None else time.time()))
     sig = signature("not-the-secret" if forged else secret, ts, body)
+    if raw_timestamp is not None:
+        ts = raw_timestamp
     headers = {
         "Content-Type": content_type,
         "X-Slack-Request-Timestamp": ts,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -141,43 +142,142 @@ def test_card_is_valid_block_kit_in_every_state(core: Rollbot) -> None:
     assert "rb_run" in _card_ok(core, inc.id, approvals_needed=1, approvals_valid=1)
 
 
-def test_expired_approval_and_unexpected_errors_become_ephemerals(
-    fake: FakeSlack, tmp_path: Path
-) -> None:
+def _jobs(fake: FakeSlack, tmp_path: Path, clock: object) -> tuple[Rollbot, object, object]:
     from bot.executor import Executor
+    from bot.inbox import Inbox
     from handlers.runtime import Runtime
-    from handlers.slack.app import GENERIC_ERROR, Dispatcher, ReplyTo
     from handlers.slack.flows import IncidentFlows
-    from tests.core_fixtures import Clock
+    from handlers.slack.jobs import SlackJobs
 
     register_provider_steps()
-    clock = Clock()
     settings = load_settings(write_slack_config(tmp_path))
-    bot = Rollbot.open(settings, clock=clock)
+    bot = Rollbot.open(settings, clock=clock)  # type: ignore[arg-type]
     runtime = Runtime(settings, bot, Executor(bot))
     poster = SlackPoster(make_web_client(BOT_TOKEN, fake.url))
     flows = IncidentFlows(runtime, poster)
-    dispatcher = Dispatcher(bot, poster)
+    return bot, SlackJobs(runtime, flows, poster, clock=clock), Inbox(bot.store, clock=clock)  # type: ignore[arg-type]
+
+
+def _click(
+    bot: Rollbot, jobs: object, inbox: object, user: str, incident_id: int, verb: str
+) -> str:
+    """Record a click on the incident's card the way the acknowledging side does; handle it."""
+    from bot.inbox import NewRequest
+
+    incident = bot.get(incident_id)
+    action_id = f"rb_{verb}:go"
+    value = ActionValue(incident_id, nonce=f"n{verb}").encode(jobs.flows.signer, action_id)  # type: ignore[attr-defined]
+    payload = {
+        "action_id": action_id,
+        "value": value,
+        "channel": incident.chat_channel,
+        "message_ts": incident.chat_message,
+        "thread_ts": incident.chat_thread,
+    }
+    key = f"slack:click:{verb}:{user}:{time.monotonic_ns()}"
+    assert inbox.accept(NewRequest(key, "slack", verb, user, incident_id, payload)).recorded  # type: ignore[attr-defined]
+    return _handle_next(jobs, inbox)
+
+
+def _handle_next(jobs: object, inbox: object) -> str:
+    """What the worker does with the next row: claim, handle, finish."""
+    item = inbox.claim("test-worker")  # type: ignore[attr-defined]
+    assert item is not None
+    status = jobs.handle(item)  # type: ignore[attr-defined]
+    inbox.finish(item.id, status)  # type: ignore[attr-defined]
+    return str(status)
+
+
+def test_a_slow_queue_decides_at_the_accepted_time_within_a_bound(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    from bot.request_context import MAX_WAIT
+    from tests.core_fixtures import Clock
+
+    clock = Clock()
+    bot, jobs, inbox = _jobs(fake, tmp_path, clock)
+    flows = jobs.flows  # type: ignore[attr-defined]
+    incident = flows.open(REQUESTER, "production", "slow queue", source="slack")
+    flows.answer(REQUESTER, incident.id, "app_broken")
+    flows.choose(REQUESTER, incident.id, "app_rollback")
+    flows.request_approval(REQUESTER, incident.id)
+    flows.approve(ALICE, incident.id)
+
+    # Run clicked at 29 minutes, handled at 31: the approval (30 minutes) was valid when clicked.
+    clock.advance(minutes=29)
+    from bot.inbox import NewRequest
+
+    card = bot.get(incident.id)
+    value = ActionValue(incident.id, nonce="nrun").encode(flows.signer, "rb_run:go")
+    payload = _card_click(card, "rb_run:go", value)
+    assert inbox.accept(
+        NewRequest("slack:click:late-run", "slack", "run", REQUESTER, incident.id, payload)
+    ).recorded
+    clock.advance(minutes=2)
+    assert _handle_next(jobs, inbox) == "done"
+    assert bot.get(incident.id).state == "running"
+
+    # A click that waited longer than the bound is not acted on; the person is told.
+    other = flows.open(REQUESTER, "production", "outage", source="slack")
+    _accept_cancel(bot, jobs, inbox, other.id)
+    clock.now += MAX_WAIT + timedelta(seconds=1)
+    assert _handle_next(jobs, inbox) == "expired"
+    assert bot.get(other.id).state == "opened"
+    told = [c.args["text"] for c in fake.calls_to("chat.postEphemeral")]
+    assert any("waited 10 minutes" in t and "nothing was done" in t for t in told), told
+
+
+def _card_click(card: object, action_id: str, value: str) -> dict[str, object]:
+    return {
+        "action_id": action_id,
+        "value": value,
+        "channel": card.chat_channel,  # type: ignore[attr-defined]
+        "message_ts": card.chat_message,  # type: ignore[attr-defined]
+        "thread_ts": card.chat_thread,  # type: ignore[attr-defined]
+    }
+
+
+def _accept_cancel(bot: Rollbot, jobs: object, inbox: object, incident_id: int) -> None:
+    from bot.inbox import NewRequest
+
+    card = bot.get(incident_id)
+    value = ActionValue(incident_id, nonce="nc").encode(jobs.flows.signer, "rb_cancel:go")  # type: ignore[attr-defined]
+    payload = _card_click(card, "rb_cancel:go", value)
+    inbox.accept(
+        NewRequest(
+            f"slack:click:c{incident_id}", "slack", "cancel", REQUESTER, incident_id, payload
+        )
+    )  # type: ignore[attr-defined]
+
+
+def test_expired_approval_and_unexpected_errors_become_ephemerals(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    from tests.core_fixtures import Clock
+
+    clock = Clock()
+    bot, jobs, inbox = _jobs(fake, tmp_path, clock)
+    flows = jobs.flows  # type: ignore[attr-defined]
     incident = flows.open(REQUESTER, "production", "expiry", source="slack")
     flows.answer(REQUESTER, incident.id, "app_broken")
     flows.choose(REQUESTER, incident.id, "app_rollback")
     flows.request_approval(REQUESTER, incident.id)
     flows.approve(ALICE, incident.id)
     clock.advance(minutes=31)  # production approvals live 30 minutes
-    reply = ReplyTo("C0INCIDENTS", REQUESTER)
-    dispatcher.submit("k1", reply, lambda: flows.run(REQUESTER, incident.id)).result(10)
+    assert _click(bot, jobs, inbox, REQUESTER, incident.id, "run") == "refused"
     texts = [c.args["text"] for c in fake.calls_to("chat.postEphemeral")]
     assert any("expired: U0ALICE" in t for t in texts), texts
     assert bot.get(incident.id).state == "awaiting_approval"
 
-    def boom() -> None:
+    def boom(*_: object) -> None:
         raise ValueError("postgresql://u:hunter2@db/x exploded")
 
-    dispatcher.submit("k2", reply, boom).result(10)
+    jobs.handlers["cancel"] = boom  # type: ignore[attr-defined]
+    _accept_cancel(bot, jobs, inbox, incident.id)
+    item = inbox.claim("test-worker")  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):
+        jobs.handle(item)  # type: ignore[attr-defined]
+    jobs.tell_failure(item)  # what the worker does with an unexpected error  # type: ignore[attr-defined]
     last = fake.calls_to("chat.postEphemeral")[-1].args["text"]
-    assert last == GENERIC_ERROR and "hunter2" not in last and "Traceback" not in last
-    dispatcher.submit("k2", reply, boom).result(10)  # same key: nothing happens again
-    assert fake.calls_to("chat.postEphemeral")[-1].args["text"] == GENERIC_ERROR
-    assert len(fake.calls_to("chat.postEphemeral")) == len(texts) + 1
-    dispatcher.shutdown()
+    assert "unexpected error" in last and "hunter2" not in last and "Traceback" not in last
     bot.store.dispose()

@@ -1,4 +1,4 @@
-"""The durable inbox, issued view tokens, refused-request counts; idempotency keys remember
+"""The durable inbox, issued view tokens, installation secrets, refused-request counts; idempotency keys remember
 their incident; steps remember when they were queued; incidents are found by thread.
 
 Revision ID: 0002
@@ -43,6 +43,12 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
     )
     op.create_table(
+        "installation_secrets",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(128), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+    )
+    op.create_table(
         "refused_request_counts",
         sa.Column("source", sa.String(64), primary_key=True),
         sa.Column("minute", TS, primary_key=True),
@@ -62,5 +68,5 @@ def downgrade() -> None:
         batch.drop_column("queued_at")
     with op.batch_alter_table("idempotency_keys") as batch:
         batch.drop_column("incident_id")
-    for table in ("refused_request_counts", "issued_tokens", "inbox"):
+    for table in ("refused_request_counts", "installation_secrets", "issued_tokens", "inbox"):
         op.drop_table(table)

@@ -1,0 +1,225 @@
+"""The durable inbox: a request is recorded before it is acknowledged, then claimed once.
+
+An adapter writes each verified request here (:meth:`Inbox.accept`) and only
+then acknowledges it; if the write fails or the backlog is over its high-water
+mark, it says so instead of acknowledging work that would be dropped. Workers
+(other processes, other replicas) claim rows with a compare-and-set and a lease
+(:meth:`Inbox.claim`): the oldest unfinished row of an incident first, one at a
+time per incident, so clicks on one incident are handled in the order they came.
+A row whose worker died is claimed again when its lease runs out; the core's
+request keys (``bot.request_context``) make handling it twice act once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import aliased
+
+from bot.models import InboxItem, Step, utcnow
+from bot.redact import redact
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class InboxStatus(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    REFUSED = "refused"  # the core or the adapter refused it; the person was told
+    FAILED = "failed"  # an unexpected error; the person was told
+    EXPIRED = "expired"  # waited too long to be acted on; the person was told
+
+
+UNFINISHED = (InboxStatus.PENDING.value, InboxStatus.CLAIMED.value)
+
+
+class Acceptance(StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"  # the same request was recorded before (a Slack retry)
+    FULL = "full"  # the backlog is over the high-water mark: not recorded
+    UNAVAILABLE = "unavailable"  # the state database could not be written: not recorded
+
+    @property
+    def recorded(self) -> bool:
+        return self in (Acceptance.RECORDED, Acceptance.DUPLICATE)
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    key: str
+    source: str
+    action: str
+    actor: str
+    incident_id: int | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Inbox:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        high_water: int = 500,
+        lease: timedelta = timedelta(minutes=2),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.high_water = high_water
+        self.lease = lease
+        self.clock = clock
+
+    # ------------------------------------------------------------ the ack side
+    def accept(self, request: NewRequest) -> Acceptance:
+        """Record ``request`` (in its own short transaction); never raises."""
+        try:
+            with self.store.session() as session:
+                backlog = session.scalar(
+                    select(func.count())
+                    .select_from(InboxItem)
+                    .where(InboxItem.status.in_(UNFINISHED))
+                )
+                if (backlog or 0) >= self.high_water:
+                    return Acceptance.FULL
+                session.add(
+                    InboxItem(
+                        key=request.key[:200],
+                        source=request.source,
+                        action=request.action,
+                        incident_id=request.incident_id,
+                        actor=request.actor,
+                        accepted_at=self.clock(),
+                        payload=request.payload,
+                        status=InboxStatus.PENDING.value,
+                        attempts=0,
+                    )
+                )
+        except IntegrityError:
+            return Acceptance.DUPLICATE
+        except SQLAlchemyError as exc:
+            log.warning("inbox write failed, request not recorded: %s", _short(exc))
+            return Acceptance.UNAVAILABLE
+        return Acceptance.RECORDED
+
+    # ------------------------------------------------------------ the worker side
+    def claim(self, worker_id: str) -> InboxItem | None:
+        """The next row this worker may handle (oldest first, one per incident), or None."""
+        now = self.clock()
+        claimable = or_(
+            InboxItem.status == InboxStatus.PENDING.value,
+            and_(InboxItem.status == InboxStatus.CLAIMED.value, InboxItem.lease_until <= now),
+        )
+        older = aliased(InboxItem)
+        first_of_incident = (
+            select(func.min(older.id))
+            .where(older.incident_id == InboxItem.incident_id, older.status.in_(UNFINISHED))
+            .scalar_subquery()
+        )
+        busy = select(older.incident_id).where(
+            older.status == InboxStatus.CLAIMED.value,
+            older.lease_until > now,
+            older.incident_id.is_not(None),
+        )
+        with self.store.session() as session:
+            candidates = session.scalars(
+                select(InboxItem)
+                .where(
+                    claimable,
+                    or_(
+                        InboxItem.incident_id.is_(None),
+                        and_(InboxItem.incident_id.not_in(busy), InboxItem.id == first_of_incident),
+                    ),
+                )
+                .order_by(InboxItem.id)
+                .limit(8)
+            ).all()
+            for item in candidates:
+                claimed = session.execute(
+                    update(InboxItem)
+                    .where(InboxItem.id == item.id, claimable)
+                    .values(
+                        status=InboxStatus.CLAIMED.value,
+                        claimed_by=worker_id,
+                        lease_until=now + self.lease,
+                        attempts=InboxItem.attempts + 1,
+                    )
+                ).rowcount
+                if claimed:
+                    session.flush()
+                    session.refresh(item)
+                    return item
+        return None
+
+    def finish(self, item_id: int, status: InboxStatus, outcome: str = "") -> None:
+        with self.store.session() as session:
+            session.execute(
+                update(InboxItem)
+                .where(InboxItem.id == item_id)
+                .values(
+                    status=status.value,
+                    finished_at=self.clock(),
+                    lease_until=None,
+                    outcome=redact(outcome)[:2000],
+                )
+            )
+
+    def renew(self, item_id: int, worker_id: str) -> bool:
+        """Extend this worker's lease before trying a row again; False if it is not ours now."""
+        with self.store.session() as session:
+            return bool(
+                session.execute(
+                    update(InboxItem)
+                    .where(
+                        InboxItem.id == item_id,
+                        InboxItem.status == InboxStatus.CLAIMED.value,
+                        InboxItem.claimed_by == worker_id,
+                    )
+                    .values(lease_until=self.clock() + self.lease)
+                ).rowcount
+            )
+
+    def retry_later(self, item_id: int, delay: timedelta, reason: str) -> None:
+        """Give the row back (e.g. the state database blipped): claimable again after ``delay``."""
+        with self.store.session() as session:
+            session.execute(
+                update(InboxItem)
+                .where(InboxItem.id == item_id)
+                .values(
+                    claimed_by=None, lease_until=self.clock() + delay, outcome=redact(reason)[:2000]
+                )
+            )
+
+    # ------------------------------------------------------------ upkeep and reporting
+    def counts(self) -> dict[str, int]:
+        with self.store.session() as session:
+            rows = session.execute(
+                select(InboxItem.status, func.count()).group_by(InboxItem.status)
+            ).all()
+        return {status: int(n) for status, n in rows}
+
+
+def _short(exc: BaseException) -> str:
+    return redact(str(exc)).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+def interruption_notice(step: Step, now: datetime) -> InboxItem:
+    """The inbox row telling people a step was interrupted (added with the interruption)."""
+    return InboxItem(
+        key=f"rollbot:interrupted:{step.id}:{step.attempt}",
+        source="rollbot",
+        action="step_interrupted",
+        incident_id=step.incident_id,
+        actor="rollbot",
+        accepted_at=now,
+        payload={"step_id": step.id},
+        status=InboxStatus.PENDING.value,
+        attempts=0,
+    )

@@ -1,0 +1,186 @@
+"""The front door for Slack's HTTP requests: size, signature, shape, before Bolt sees them.
+
+Slack signs each request (``v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}")``).
+rollbot checks that itself, first, and strictly: a missing or non-numeric
+timestamp, one more than five minutes off, or a wrong signature is a 401,
+never an exception; a body over :data:`MAX_BODY` is a 413 before it is read;
+a verified body of the wrong shape (``handlers.slack.payloads``) is a 400.
+Nothing refused here reaches a listener, is logged in full, or makes rollbot
+post anywhere. Refusals are counted per source per minute (:class:`DoorRefusals`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.store import Store
+from handlers.slack.payloads import BadPayload, Ignored, classify, parse_body
+
+log = logging.getLogger(__name__)
+StartResponse = Callable[..., Any]
+MAX_BODY = 512 * 1024
+MAX_SKEW_SECONDS = 300
+_DIGITS = re.compile(r"^\d{1,12}$")
+_SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
+
+
+def signature_problem(
+    secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float
+) -> str | None:
+    """Why Slack's signature does not hold, or None when it does."""
+    if not timestamp or not _DIGITS.match(timestamp):
+        return "missing or non-numeric timestamp"
+    if abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
+        return "timestamp more than five minutes off"
+    if not signature or not _SIGNATURE.match(signature):
+        return "missing or malformed signature"
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return "signature does not match"
+    return None
+
+
+@dataclass
+class _Minute:
+    count: int = 0
+    stored: int = 0
+    reason: str = ""
+
+
+class DoorRefusals:
+    """Refused requests, one row per source per minute (an audit event the first time).
+
+    Counting happens in memory on the request path; a background flush writes the
+    counts, so a flood of forged requests costs no database write each, and the
+    audit trail grows by at most one event per source per minute.
+    """
+
+    MAX_SOURCES = 200  # per minute; beyond that every new source counts as "other"
+
+    def __init__(self, store: Store, audit: Callable[[str, str], None], flush_seconds: float = 2.0):
+        self.store = store
+        self.audit = audit
+        self.flush_seconds = flush_seconds
+        self._minutes: dict[tuple[str, datetime], _Minute] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def record(self, source: str, reason: str) -> None:
+        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        with self._lock:
+            key = (source[:64], minute)
+            if key not in self._minutes:
+                distinct = sum(1 for s, m in self._minutes if m == minute)
+                key = key if distinct < self.MAX_SOURCES else ("other", minute)
+            slot = self._minutes.setdefault(key, _Minute(reason=reason))
+            slot.count += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="door-refusals", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.flush_seconds)
+            try:
+                self.flush()
+            except Exception as exc:  # the state database may be down: keep counting
+                log.warning("could not store refused-request counts: %s", type(exc).__name__)
+
+    def flush(self) -> None:
+        from bot.models import RefusedRequestCount
+
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        with self._lock:
+            pending = {k: (v.count, v.stored, v.reason) for k, v in self._minutes.items()}
+        for (source, minute), (count, stored, reason) in pending.items():
+            if count != stored:
+                with self.store.session() as session:
+                    row = session.get(RefusedRequestCount, (source, minute))
+                    if row is None:
+                        session.add(
+                            RefusedRequestCount(
+                                source=source, minute=minute, reason=reason, count=count
+                            )
+                        )
+                    else:
+                        row.count = count
+                if stored == 0:
+                    self.audit(
+                        source,
+                        f"Refused Slack request(s) from {source}: {reason} "
+                        "(counted per minute in refused_request_counts)",
+                    )
+            with self._lock:
+                slot = self._minutes.get((source, minute))
+                if slot is not None:
+                    slot.stored = count
+                    if minute < now and slot.count == count:
+                        del self._minutes[(source, minute)]
+
+
+def _reply(
+    start_response: StartResponse, status: str, body: dict[str, Any] | None = None
+) -> Iterable[bytes]:
+    data = json.dumps(body or {}).encode()
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
+
+
+def front_door(
+    bolt: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+    signing_secret: str,
+    refusals: DoorRefusals | None,
+    *,
+    path: str = "/slack/events",
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """WSGI: ``/healthz``; ``path`` checked (size, signature, shape) before ``bolt``."""
+
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        where = environ.get("PATH_INFO")
+        if where == "/healthz":
+            return _reply(start_response, "200 OK", {"ok": True})
+        if where != path or environ.get("REQUEST_METHOD") != "POST":
+            return _reply(start_response, "404 Not Found", {"error": "not found"})
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            return _reply(start_response, "413 Request Entity Too Large", {"error": "too large"})
+        raw = environ["wsgi.input"].read(length) if length else b""
+        problem = signature_problem(
+            signing_secret,
+            environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP"),
+            environ.get("HTTP_X_SLACK_SIGNATURE"),
+            raw,
+            time.time(),
+        )
+        if problem:
+            if refusals is not None:
+                refusals.record(str(environ.get("REMOTE_ADDR") or "unknown"), problem)
+            return _reply(start_response, "401 Unauthorized", {"error": "invalid request"})
+        try:
+            payload = classify(parse_body(environ.get("CONTENT_TYPE") or "", raw))
+        except BadPayload as exc:
+            log.info("refused a signed Slack request of the wrong shape: %s", exc)
+            return _reply(start_response, "400 Bad Request", {"error": "unexpected payload"})
+        if isinstance(payload, Ignored):
+            return _reply(start_response, "200 OK")
+        environ = {**environ, "wsgi.input": io.BytesIO(raw)}
+        return bolt(environ, start_response)
+
+    return application
