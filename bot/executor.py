@@ -93,18 +93,28 @@ class Executor:
             return not _alive(int(pid_text)) or int(pid_text) == os.getpid()
         return heartbeat_at is None or heartbeat_at < self.bot.clock() - self.lease  # type: ignore[operator]
 
+    def process_gone(self, claimed_by: str) -> bool:
+        """True when ``claimed_by`` names a process on this host that no longer runs."""
+        host, _, rest = claimed_by.partition(":")
+        pid_text = rest.split(":", 1)[0]
+        if claimed_by == self.worker_id or host != HOST or not pid_text.isdigit():
+            return False
+        return not _alive(int(pid_text))
+
     def recover(self) -> list[Step]:
         """Turn steps left ``running`` by a dead worker into ``interrupted`` (at start-up, and
         periodically in a worker), clean up what they left behind, and queue a notice to the
         people on the incident (an inbox row in the same transaction: it cannot be lost)."""
         interrupted: list[Step] = []
-        with self.bot.store.session() as session:
+        with self.bot.store.read() as session:
             rows = session.scalars(
                 select(Step).where(Step.status == StepStatus.RUNNING.value)
             ).all()
-            for step in rows:
-                if not self._owner_dead(step.claimed_by, step.heartbeat_at):
-                    continue
+        dead = [s for s in rows if self._owner_dead(s.claimed_by, s.heartbeat_at)]
+        if not dead:
+            return []
+        with self.bot.store.session() as session:
+            for step in dead:
                 changed = session.execute(
                     update(Step)
                     .where(Step.id == step.id, Step.status == StepStatus.RUNNING.value)
@@ -138,7 +148,7 @@ class Executor:
 
         Leftovers are only listed, not removed, while another step of the same environment
         runs (it might own them)."""
-        with self.bot.store.session() as session:
+        with self.bot.store.read() as session:
             step = session.get(Step, step_id)
             if step is None or step.status != StepStatus.INTERRUPTED.value:
                 return []
@@ -185,7 +195,7 @@ class Executor:
         CLI): safe to submit again, since a claim is exactly-once. ``min_idle`` leaves alone
         a step that became ready only just now (the process that readied it claims it)."""
         now = self.bot.clock()
-        with self.bot.store.session() as session:
+        with self.bot.store.read() as session:
             rows = session.scalars(
                 select(Step)
                 .join(Incident, Incident.id == Step.incident_id)

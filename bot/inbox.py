@@ -128,9 +128,9 @@ class Inbox:
             older.lease_until > now,
             older.incident_id.is_not(None),
         )
-        with self.store.session() as session:
+        with self.store.read() as session:  # idle polling never takes SQLite's write lock
             candidates = session.scalars(
-                select(InboxItem)
+                select(InboxItem.id)
                 .where(
                     claimable,
                     or_(
@@ -141,10 +141,13 @@ class Inbox:
                 .order_by(InboxItem.id)
                 .limit(8)
             ).all()
-            for item in candidates:
+        if not candidates:
+            return None
+        with self.store.session() as session:
+            for item_id in candidates:
                 claimed = session.execute(
                     update(InboxItem)
-                    .where(InboxItem.id == item.id, claimable)
+                    .where(InboxItem.id == item_id, claimable)
                     .values(
                         status=InboxStatus.CLAIMED.value,
                         claimed_by=worker_id,
@@ -153,10 +156,28 @@ class Inbox:
                     )
                 ).rowcount
                 if claimed:
-                    session.flush()
-                    session.refresh(item)
-                    return item
+                    return session.get(InboxItem, item_id)
         return None
+
+    def release_orphans(self, gone: Callable[[str], bool]) -> int:
+        """Make rows claimed by workers that are ``gone`` (their process died) claimable now,
+        instead of when their lease runs out."""
+        now = self.clock()
+        with self.store.read() as session:
+            rows = session.execute(
+                select(InboxItem.id, InboxItem.claimed_by).where(
+                    InboxItem.status == InboxStatus.CLAIMED.value, InboxItem.lease_until > now
+                )
+            ).all()
+        orphans = [row_id for row_id, owner in rows if owner and gone(owner)]
+        if orphans:
+            with self.store.session() as session:
+                session.execute(
+                    update(InboxItem)
+                    .where(InboxItem.id.in_(orphans), InboxItem.status == InboxStatus.CLAIMED.value)
+                    .values(lease_until=now)
+                )
+        return len(orphans)
 
     def finish(self, item_id: int, status: InboxStatus, outcome: str = "") -> None:
         with self.store.session() as session:
@@ -199,7 +220,7 @@ class Inbox:
 
     # ------------------------------------------------------------ upkeep and reporting
     def counts(self) -> dict[str, int]:
-        with self.store.session() as session:
+        with self.store.read() as session:
             rows = session.execute(
                 select(InboxItem.status, func.count()).group_by(InboxItem.status)
             ).all()

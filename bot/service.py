@@ -220,12 +220,16 @@ class Rollbot:
 
     def check_allowed(self, ref: int | str, actor: str, action: Action) -> Incident:
         """Refuse (and audit) unless ``actor`` may do ``action`` on the incident now; for
-        adapter steps that come before a core command (e.g. opening the root-cause modal)."""
-        with self._attempt(ref, actor, action.value) as session:
-            incident = self._load(session, ref)
-            self._authorize(session, incident, actor, action)
-            session.info["incident_id"] = incident.id
-        return self._result(ref)
+        adapter steps that come before a core command (e.g. opening the root-cause modal).
+        Changes nothing, so it stores no request key."""
+        try:
+            with self.store.read() as session:
+                incident = self._load(session, ref)
+                self._authorize(session, incident, actor, action)
+        except RollbotError as exc:
+            self._audit_refusal(ref, actor, action.value, exc, None)
+            raise
+        return incident
 
     def refuse(
         self, ref: int | str | None, actor: str, action: str, reason: RollbotError
@@ -259,7 +263,7 @@ class Rollbot:
         )
 
     def _result(self, ref: int | str) -> Incident:
-        with self.store.session() as session:
+        with self.store.read() as session:
             return self._load(session, ref)
 
     # ----------------------------------------------------------------- queries
@@ -267,7 +271,7 @@ class Rollbot:
         return self._result(ref)
 
     def open_incidents(self) -> list[Incident]:
-        with self.store.session() as session:
+        with self.store.read() as session:
             return list(
                 session.scalars(
                     select(Incident)
@@ -278,7 +282,7 @@ class Rollbot:
             )
 
     def ticks(self, ref: int | str) -> dict[str, ChecklistTick]:
-        with self.store.session() as session:
+        with self.store.read() as session:
             rows = session.scalars(
                 select(ChecklistTick).where(ChecklistTick.incident_id == parse_ref(ref))
             )
@@ -651,7 +655,7 @@ class Rollbot:
 
     def incident_for_message(self, channel: str, ts: str, thread_ts: str | None) -> int | None:
         """The incident whose card or thread holds the message (channel, ts), if any."""
-        with self.store.session() as session:
+        with self.store.read() as session:
             threads = {ts, thread_ts} - {None}
             return session.scalars(
                 select(Incident.id).where(
@@ -662,7 +666,7 @@ class Rollbot:
 
     def installation_secret(self, name: str) -> bytes:
         """A random 32-byte key made once per installation (the first caller creates it)."""
-        with self.store.session() as session:
+        with self.store.read() as session:
             row = session.get(InstallationSecret, name)
         if row is None:
             try:
@@ -674,7 +678,7 @@ class Rollbot:
                     )
             except IntegrityError:
                 pass  # another process made it first
-            with self.store.session() as session:
+            with self.store.read() as session:
                 row = session.get(InstallationSecret, name)
         assert row is not None
         register_secret(row.value)
@@ -712,7 +716,7 @@ class Rollbot:
         """True when rollbot issued ``token`` to ``actor`` for this incident and purpose."""
         if not token or len(token) > 64:
             return False
-        with self.store.session() as session:
+        with self.store.read() as session:
             row = session.get(IssuedToken, token)
         return bool(
             row and row.incident_id == incident_id and row.actor == actor and row.purpose == purpose

@@ -65,10 +65,14 @@ class Store:
             raise ConfigError(f"state database URL is not usable: {redact(exc)}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas(wait_ms))
-            # SQLite's default deferred BEGIN lets two writers race; take the write lock at BEGIN.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            # SQLite's default deferred BEGIN lets two writers race; take the write lock at BEGIN,
+            # except in read sessions (WAL readers never block the writer, nor it them).
+            event.listen(self.engine, "begin", _sqlite_begin)
             _disable_pysqlite_autobegin(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = sessionmaker(
+            self.engine.execution_options(rollbot_read_only=True), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
@@ -91,8 +95,19 @@ class Store:
         with self.sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only look (on SQLite it takes no write lock, so it never delays a writer)."""
+        with self.read_sessions() as session, session.begin():
+            yield session
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    read_only = conn.get_execution_options().get("rollbot_read_only")
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _disable_pysqlite_autobegin(engine: Engine) -> None:

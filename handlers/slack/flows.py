@@ -12,6 +12,7 @@ import threading
 from datetime import timedelta
 
 from bot.audit import format_timeline, timeline
+from bot.authz import Action
 from bot.config import Settings
 from bot.errors import NotFoundError, RollbotError
 from bot.lifecycle import State
@@ -262,8 +263,8 @@ class IncidentFlows:
             self.refresh(incident_id)
 
     def resolve(self, user: str, incident_id: int, confirm: bool, channel: str | None) -> None:
+        incident = self.bot.check_allowed(incident_id, user, Action.RESOLVE)  # before offering
         missing = self.bot.unticked(incident_id)
-        incident = self.bot.get(incident_id)
         if missing and not confirm and incident.state != State.RESOLVED.value:
             self.poster.ephemeral(
                 channel or incident.chat_channel,

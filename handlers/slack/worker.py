@@ -191,6 +191,7 @@ class Worker:
     # ------------------------------------------------------------ every few seconds
     def _scan(self, first: bool = False) -> None:
         try:
+            self.inbox.release_orphans(self.runtime.executor.process_gone)
             self.runtime.executor.recover()
             self.flows.resume_queued(timedelta(0) if first else timedelta(seconds=3))
             self._refresh_cards_the_cli_changed()
@@ -201,7 +202,7 @@ class Worker:
             log.warning("periodic work skipped: %s", _short(exc))
 
     def _refresh_cards_the_cli_changed(self) -> None:
-        with self.runtime.bot.store.session() as session:
+        with self.runtime.bot.store.read() as session:
             if self._last_audit_id is None:
                 self._last_audit_id = session.scalar(select(func.max(AuditEvent.id))) or 0
                 return

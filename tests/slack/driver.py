@@ -90,18 +90,29 @@ def blocks_text(blocks: list[dict[str, Any]] | None) -> str:
 
 
 class SlackDriver:
-    def __init__(self, fake: FakeSlack, transport: Transport, config: Path, log: Path) -> None:
+    def __init__(
+        self,
+        fake: FakeSlack,
+        transport: Transport,
+        config: Path,
+        log: Path,
+        state_url: str | None = None,
+    ) -> None:
         self.fake = fake
         self.transport = transport
         self.config = config
         self.log = log
+        self.state_url = state_url
         self._bot: Rollbot | None = None
 
     @property
     def bot(self) -> Rollbot:
         """The core over the served app's own store (read-only use in assertions)."""
         if self._bot is None:
-            self._bot = Rollbot.open(load_settings(self.config))
+            settings = load_settings(self.config)
+            if self.state_url:
+                settings = settings.model_copy(update={"database_url": self.state_url})
+            self._bot = Rollbot.open(settings)
         return self._bot
 
     # ------------------------------------------------------------ sending

@@ -80,6 +80,7 @@ class FakeSlack:
         self.groups: dict[str, list[str]] = {}
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.faults: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
+        self.held: dict[str, threading.Event] = {}
         self.ws_url: str | None = None
         self._ts = itertools.count(1)
         self._lock = threading.RLock()
@@ -118,6 +119,13 @@ class FakeSlack:
         body = {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
         with self._lock:
             self.faults.setdefault(method, []).append((status, headers or {}, body))
+
+    def hold(self, method: str) -> threading.Event:
+        """Keep answers to ``method`` waiting until the returned event is set (a slow Slack)."""
+        gate = threading.Event()
+        with self._lock:
+            self.held[method] = gate
+        return gate
 
     def calls_to(self, method: str) -> list[Call]:
         with self._lock:
@@ -163,7 +171,11 @@ class FakeSlack:
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else args.get("token")
         with self._cond:
             self.calls.append(Call(method, args, token))
+            self._cond.notify_all()
             fault = self.faults.get(method, []).pop(0) if self.faults.get(method) else None
+            gate = self.held.get(method)
+        if gate is not None:
+            gate.wait(60)
         if fault:
             status, headers, body = fault
         else:

@@ -89,8 +89,9 @@ def test_restore_from_snapshot_end_to_end(driver: SlackDriver, prod_db: str) -> 
     d.wait_card(card, lambda t: t.count("U0ALICE") >= len(before) + len(after), "after ticks")
     assert all(t.ticked and t.actor == ALICE for t in d.bot.ticks(card.incident_id).values())
 
+    before = len(d.fake.calls_to("views.open"))
     d.click(REQUESTER, card, "rb_root_cause")
-    opened = d.fake.wait_for(lambda f: f.calls_to("views.open"), what="modal")
+    opened = d.fake.wait_for(lambda f: f.calls_to("views.open")[before:], what="modal")
     view = opened[-1].args["view"]
     submission = {
         "type": "view_submission",

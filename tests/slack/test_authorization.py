@@ -1,0 +1,157 @@
+"""Every action id and view the app registers, clicked by someone without the role it needs:
+refused (an ephemeral) and audited, over real HTTP, with values exactly as rollbot sealed them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from slack_bolt import BoltRequest
+from slack_bolt.util.utils import get_name_for_callable
+
+from bot.inbox import Inbox
+from handlers.slack import interactions
+from handlers.slack.app import build_app, registered_listeners
+from handlers.slack.client import make_web_client
+from handlers.slack.flows import SIGNING_KEY
+from handlers.slack.metadata import ActionValue, ValueSigner, checklist_block_id
+from tests.slack.conftest import MALLORY, REQUESTER
+from tests.slack.driver import Card, SlackDriver
+from tests.slack.fake_slack import BOT_TOKEN
+from tests.slack.signing import SIGNING_SECRET, block_action_payload
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+ALL = sorted(interactions.BUTTONS) + [f"view:{v}" for v in interactions.VIEWS]
+EXPECTED_REFUSAL = {
+    "view:rb_root_cause": "rollbot did not open this form for you",
+}
+
+
+def test_clicks_and_views_reach_only_the_table_driven_listeners(http_driver: SlackDriver) -> None:
+    """The app registers one listener for all rollbot buttons and one for its views; both look
+    the action up in ``handlers.slack.interactions`` (so each has a declared requirement)."""
+    d = http_driver
+    app = build_app(
+        d.bot.settings,
+        Inbox(d.bot.store),
+        client=make_web_client(BOT_TOKEN, d.fake.url),
+        signing_secret=SIGNING_SECRET,
+    )
+    listeners = registered_listeners(app)
+    names = {get_name_for_callable(x.ack_function) for x in listeners}
+    assert names == {"on_rollback", "on_click", "on_submit", "on_mention", "ignore_messages"}
+    for action_id in [*interactions.BUTTONS, "rb_answer:production", "rb_step:retry"]:
+        body = block_action_payload(
+            MALLORY, {"action_id": action_id, "type": "button"}, "C1", "1.1"
+        )
+        request = BoltRequest(body=body, mode="socket_mode")
+        matched = [
+            get_name_for_callable(x.ack_function)
+            for x in listeners
+            if x.matches(req=request, resp=None)
+        ]  # type: ignore[arg-type]
+        assert matched == ["on_click"], (action_id, matched)
+        assert interactions.button(action_id) is not None, action_id
+    assert interactions.button("rb_step:reboot") is None  # no requirement, not acted on
+
+
+@pytest.fixture(scope="module")
+def card(http_driver: SlackDriver) -> Card:
+    """A production incident awaiting approval, requested by REQUESTER (MALLORY is nobody here)."""
+    d = http_driver
+    card = d.open_card(REQUESTER, "production authorization-walk")
+    d.wait_card(card, lambda t: "rb_answer:app_broken" in t, "question")
+    d.click(REQUESTER, card, "rb_answer:app_broken")
+    d.wait_card(card, lambda t: "rb_choose:app_rollback" in t, "recommendation")
+    d.click(REQUESTER, card, "rb_choose:app_rollback")
+    d.wait_state(card, "method_chosen")
+    d.click(REQUESTER, card, "rb_request_approval")
+    d.wait_state(card, "awaiting_approval")
+    return card
+
+
+def _sealed_click(d: SlackDriver, card: Card, action_id: str) -> dict[str, Any]:
+    """A click exactly as rollbot would have rendered it on this card (sealed, bound)."""
+    signer = ValueSigner(d.bot.installation_secret(SIGNING_KEY))
+    incident = d.bot.get(card.incident_id)
+    if action_id == "rb_tick":
+        action = {
+            "type": "checkboxes",
+            "action_id": "rb_tick:before",
+            "block_id": checklist_block_id("before", card.incident_id, signer),
+            "selected_options": [{"value": "before.snapshot"}],
+        }
+    else:
+        if ":" not in action_id:
+            action_id = {"rb_answer": "rb_answer:app_broken", "rb_choose": "rb_choose:pitr"}.get(
+                action_id, f"{action_id}:go"
+            )
+        verb, _, arg = action_id.removeprefix("rb_").partition(":")
+        step = incident.steps[0].id if verb == "step" else None
+        value = ActionValue(card.incident_id, arg=arg, nonce=f"authz-{verb}", step_id=step)
+        action = {
+            "type": "button",
+            "action_id": action_id,
+            "block_id": "b",
+            "value": value.encode(signer, action_id),
+        }
+    return block_action_payload(MALLORY, action, card.channel, card.ts, card.thread_ts)
+
+
+def _view_submission(card: Card) -> dict[str, Any]:
+    """MALLORY submits the root-cause form for the incident, with no token rollbot issued him."""
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0TEST"},
+        "user": {"id": MALLORY},
+        "api_app_id": "A0ROLLBOT",
+        "view": {
+            "id": "V0MALLORY",
+            "hash": "h1",
+            "type": "modal",
+            "callback_id": "rb_root_cause",
+            "private_metadata": json.dumps({"i": card.incident_id, "n": "guessed"}),
+            "state": {
+                "values": {"root_cause": {"value": {"type": "plain_text_input", "value": "mine"}}}
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize("interaction", ALL)
+def test_an_outsider_is_refused_every_interaction_and_it_is_audited(
+    http_driver: SlackDriver, card: Card, interaction: str
+) -> None:
+    d = http_driver
+    before = d.bot.get(card.incident_id)
+    refusals_before = len([e for e in d.audit() if e.kind == "refused" and e.actor == MALLORY])
+    if interaction.startswith("view:"):
+        reply = d.transport.interact(_view_submission(card))
+    else:
+        reply = d.transport.interact(_sealed_click(d, card, interaction))
+    assert reply.status == 200
+    if interaction in EXPECTED_REFUSAL:
+        expected = EXPECTED_REFUSAL[interaction]
+    else:
+        action = interactions.button(interaction) or interactions.button(f"{interaction}:go")
+        assert action is not None
+        expected = f"may not {action.requires.value}"
+    told = d.wait_ephemeral(MALLORY, expected)
+    assert "nothing was done" in told or "may not" in told
+    d.fake.wait_for(
+        lambda f: (
+            len([e for e in d.audit() if e.kind == "refused" and e.actor == MALLORY])
+            > refusals_before
+        ),
+        what="the refusal in the audit trail",
+    )
+    after = d.bot.get(card.incident_id)
+    assert (after.state, after.plan_hash, len(after.approvals), after.root_cause) == (
+        before.state,
+        before.plan_hash,
+        len(before.approvals),
+        before.root_cause,
+    )
+    assert not d.bot.ticks(card.incident_id)
