@@ -30,6 +30,7 @@ from handlers.slack.payloads import BadPayload, Ignored, classify, parse_body
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 MAX_BODY = 512 * 1024
+MAX_DISCARD = 16 * 1024 * 1024  # beyond this a refused body is not even read
 MAX_SKEW_SECONDS = 300
 _DIGITS = re.compile(r"^\d{1,12}$")
 _SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
@@ -130,6 +131,16 @@ class DoorRefusals:
                         del self._minutes[(source, minute)]
 
 
+def _discard(stream: Any, length: int) -> None:
+    """Read (and drop) a refused body up to :data:`MAX_DISCARD`, so the client sees the 413."""
+    left = min(length, MAX_DISCARD)
+    while left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
 def _reply(
     start_response: StartResponse, status: str, body: dict[str, Any] | None = None
 ) -> Iterable[bytes]:
@@ -160,6 +171,7 @@ def front_door(
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_BODY:
+            _discard(environ["wsgi.input"], length)
             return _reply(start_response, "413 Request Entity Too Large", {"error": "too large"})
         raw = environ["wsgi.input"].read(length) if length else b""
         problem = signature_problem(

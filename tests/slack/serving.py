@@ -8,6 +8,7 @@ secret scan at the end of the session reads all of it.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import signal
@@ -31,6 +32,9 @@ DBA_GROUP = "S0DBAS"
 CONFIG = """
 {state}
 audit_log = "{audit}"
+
+[cli.identities]
+{os_user} = ["{alice}", "{requester}"]
 
 [approvals]
 users = ["{alice}"]
@@ -74,6 +78,8 @@ def write_slack_config(folder: Path, *, sqlite: bool = True) -> Path:
                 backups=folder / "backups",
                 alice=ALICE,
                 group=DBA_GROUP,
+                requester=REQUESTER,
+                os_user=getpass.getuser(),
             )
         )
     )

@@ -194,3 +194,14 @@ def test_thread_is_posted_again_after_slack_was_down(http_driver: SlackDriver) -
     d.fake.wait_for(
         lambda f: d.bot.get(incident.id).chat_thread == card.thread_ts, what="thread recorded"
     )
+
+
+def test_oversized_input_is_refused_at_once(http_driver: SlackDriver) -> None:
+    """Text over 4,000 characters is answered at the ack; a body over 512 KiB is a 413."""
+    d = http_driver
+    reply = d.rollback(REQUESTER, "production " + "é" * 5000 + " oversized-marker")
+    assert reply.status == 200
+    assert "rollbot reads at most 4,000" in reply.json()["text"]
+    huge = d.rollback(REQUESTER, "production " + "ü" * 1_000_000)
+    assert huge.status == 413 and huge.elapsed < 3.0
+    assert not any("oversized-marker" in (i.description or "") for i in d.bot.open_incidents())
