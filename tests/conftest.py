@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 
 from providers.postgres.cluster import ThrowawayCluster
@@ -21,7 +22,37 @@ def pg_cluster() -> Iterator[ThrowawayCluster]:
         yield cluster
 
 
+def named_after(cluster: ThrowawayCluster, name: str) -> list[str]:
+    """Databases whose name extends ``name`` (a restore keeps ``<name>_before_restore_<time>``)."""
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (f"{name}_",)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
 @pytest.fixture
-def pg_url(pg_cluster: ThrowawayCluster) -> str:
-    """URL of a fresh, empty database on the session's cluster."""
-    return pg_cluster.create_database(f"t{next(_db_counter)}")
+def new_database(pg_cluster: ThrowawayCluster) -> Iterator[Callable[[str], str]]:
+    """Create a database on the session's cluster by name; its URL back. Dropped after the test.
+
+    Dropped, with the databases named after it, so the cluster does not pile up hundreds
+    of them: removing such a data directory (gigabytes, tens of thousands of files) made
+    the last test's teardown take minutes.
+    """
+    names: list[str] = []
+
+    def create(name: str) -> str:
+        names.append(name)
+        return pg_cluster.create_database(name)
+
+    yield create
+    for name in names:
+        for derived in named_after(pg_cluster, name):
+            pg_cluster.drop_database(derived)
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def pg_url(new_database: Callable[[str], str]) -> str:
+    """URL of a fresh, empty database on the session's cluster, dropped after the test."""
+    return new_database(f"t{next(_db_counter)}")

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from bot.config import load_settings
 from bot.service import Rollbot
 from handlers.runtime import register_provider_steps
 from tests.core_fixtures import write_config
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,6 +35,12 @@ def step_row(bot: Rollbot, incident_id: int):
     return bot.get(incident_id).steps[0]
 
 
+def _step_running(bot: Rollbot, incident_id: int, proc: subprocess.Popen[str]) -> bool:
+    """Whether the step is running yet; a ``rollbot run`` that exited first fails at once."""
+    assert proc.poll() is None, proc.communicate()
+    return step_row(bot, incident_id).status == "running"
+
+
 @pytest.mark.slow
 def test_sigkill_mid_step_leaves_it_interrupted_and_not_rerun(tmp_path: Path) -> None:
     marker = f"{30 + uuid.uuid4().int % 1000 / 1000:.3f}"  # a unique `sleep` to find and clean up
@@ -51,11 +57,7 @@ def test_sigkill_mid_step_leaves_it_interrupted_and_not_rerun(tmp_path: Path) ->
 
     proc = rollbot(cfg, "run", incident.ref, "--as", "alice", start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while step_row(bot, incident.id).status != "running":
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "step never started"
-            time.sleep(0.1)
+        wait_until(lambda: _step_running(bot, incident.id, proc), "the step to start")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:

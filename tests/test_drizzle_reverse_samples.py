@@ -49,9 +49,22 @@ def unexplained(diffs: list[str], draft: ReverseDraft) -> list[str]:
 
 
 def check_one(cluster: ThrowawayCluster, name: str, journal, entry, base: str) -> str | None:
-    """None if the migration changed nothing; "" if its reverse restored 1..k-1; else the failure."""
+    """None if the migration changed nothing; "" if its reverse restored 1..k-1; else the failure.
+
+    The work copy is dropped afterwards: a sample checks dozens of entries, and every copy
+    left behind would stay on disk until the session's cluster is removed.
+    """
+    work_name = f"rev_{entry.idx}_{name.split('__')[0].lower()}"
+    work = copy_database(cluster, base, work_name)
+    try:
+        return reverse_problem(journal, entry, base, work)
+    finally:
+        cluster.drop_database(work_name)
+
+
+def reverse_problem(journal, entry, base: str, work: str) -> str | None:
+    """Apply 1..k to ``work`` (a copy of ``base`` at 1..k-1), then the drafted reverse of k."""
     before = describe(base)
-    work = copy_database(cluster, base, f"rev_{entry.idx}_{name.split('__')[0].lower()}")
     apply_migrations(work, journal, upto=entry.idx)
     changed = bool(diff_schemas(before, describe(work)))
     old = previous_snapshot(journal, entry) or from_catalog(before, "catalog of 1..k-1")
@@ -71,16 +84,20 @@ def check_reverse_of_every_entry(
 ) -> tuple[list[str], int]:
     """(failures, how many checked migrations changed the schema at all)."""
     journal = read_journal(SAMPLES / name)
-    base = cluster.create_database(f"rev_{name.split('__')[0].lower()}_base")
+    base_name = f"rev_{name.split('__')[0].lower()}_base"
+    base = cluster.create_database(base_name)
     failures: list[str] = []
     changed = 0
-    for entry in journal.entries:
-        if only is None or entry.idx in only:
-            problem = check_one(cluster, name, journal, entry, base)
-            changed += problem is not None
-            if problem:
-                failures.append(problem)
-        apply_migrations(base, journal, upto=entry.idx)
+    try:
+        for entry in journal.entries:
+            if only is None or entry.idx in only:
+                problem = check_one(cluster, name, journal, entry, base)
+                changed += problem is not None
+                if problem:
+                    failures.append(problem)
+            apply_migrations(base, journal, upto=entry.idx)
+    finally:
+        cluster.drop_database(base_name)
     return failures, changed
 
 

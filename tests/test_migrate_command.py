@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import signal
 import threading
-import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -22,6 +24,7 @@ from handlers.cli import main
 from providers.drizzle.apply import apply_migrations
 from providers.drizzle.journal import read_journal
 from tests.test_forward_fix_incident import column_exists, sample_upto
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -230,16 +233,41 @@ def test_production_override_is_audited_and_runs(
     assert override and "release 42" in override[0]
 
 
+def _running(argv: list[str]) -> list[int]:
+    """PIDs of live (not zombie) processes whose command line is exactly ``argv``."""
+    wanted = ("\0".join(argv) + "\0").encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (proc / "cmdline").read_bytes() == wanted:
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state not in {"Z", "X"}:
+                    pids.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or it ended while we looked
+    return pids
+
+
 def test_timeout_kills_the_command_group_and_returns_124(tmp_path: Path) -> None:
+    """The backgrounded ``sleep`` keeps the output pipe open, so the streaming ends only
+    because the whole group is killed; checked by the sleep being gone, not by a stopwatch."""
     from bot.shell import TIMEOUT_EXIT, run_streaming
 
+    sleeper = ["sleep", f"{300 + uuid.uuid4().int % 1000 / 1000:.3f}"]  # unique: ours alone
     lines: list[str] = []
-    started = time.monotonic()
-    code = run_streaming(
-        "echo begin; sleep 30 & wait", tmp_path, 0.5, {"PATH": "/usr/bin:/bin"}, lines.append
-    )
-    assert code == TIMEOUT_EXIT and lines == ["begin"]
-    assert time.monotonic() - started < 10
+    try:
+        code = run_streaming(
+            f"echo begin; {' '.join(sleeper)} & wait",
+            tmp_path,
+            2.0,
+            {"PATH": "/usr/bin:/bin"},
+            lines.append,
+        )
+        assert code == TIMEOUT_EXIT and lines == ["begin"]
+        wait_until(lambda: not _running(sleeper), "the backgrounded sleep to be killed")
+    finally:
+        for pid in _running(sleeper):
+            os.kill(pid, signal.SIGKILL)
     assert (
         run_streaming("kill -TERM $$", tmp_path, 10, {"PATH": "/usr/bin:/bin"}, lines.append) == 143
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -37,12 +38,11 @@ CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT 
 
 
 @pytest.fixture
-def two_dbs(pg_cluster: ThrowawayCluster) -> tuple[str, str]:
+def two_dbs(new_database: Callable[[str], str]) -> tuple[str, str]:
     """Two databases built from the same script (different OIDs, same structure)."""
     urls = []
     for _ in range(2):
-        name = f"cat_{next(_counter)}"
-        url = pg_cluster.create_database(name)
+        url = new_database(f"cat_{next(_counter)}")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(BASE)
         urls.append(url)
@@ -157,9 +157,9 @@ def test_new_table_and_view_change(two_dbs: tuple[str, str]) -> None:
     assert len(diff) == 2
 
 
-def test_column_order_does_not_matter(pg_cluster: ThrowawayCluster) -> None:
-    a = pg_cluster.create_database(f"cat_{next(_counter)}")
-    b = pg_cluster.create_database(f"cat_{next(_counter)}")
+def test_column_order_does_not_matter(new_database: Callable[[str], str]) -> None:
+    a = new_database(f"cat_{next(_counter)}")
+    b = new_database(f"cat_{next(_counter)}")
     with psycopg.connect(a, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (x int, y text)")
     with psycopg.connect(b, autocommit=True) as conn:
@@ -179,12 +179,15 @@ def test_function_and_trigger_changes(two_dbs: tuple[str, str]) -> None:
 
 
 def test_dump_and_restore_round_trip_is_equal(
-    pg_cluster: ThrowawayCluster, two_dbs: tuple[str, str], tmp_path
+    pg_cluster: ThrowawayCluster,
+    new_database: Callable[[str], str],
+    two_dbs: tuple[str, str],
+    tmp_path,
 ) -> None:
     """The drill relies on this: a restored database describes exactly like the original."""
     import subprocess
 
-    target = pg_cluster.create_database(f"cat_{next(_counter)}")
+    target = new_database(f"cat_{next(_counter)}")
     dump = tmp_path / "db.dump"
     env = {"PGPASSWORD": pg_cluster.password, "PATH": "/usr/bin:/bin"}
     subprocess.run(

@@ -122,8 +122,11 @@ def _is_disconnected(conn: psycopg.Connection) -> bool:
     return False
 
 
-def test_reset_keeps_owner_settings_and_grants(pg_cluster: ThrowawayCluster) -> None:
+def test_reset_keeps_owner_settings_and_grants(
+    pg_cluster: ThrowawayCluster, request: pytest.FixtureRequest
+) -> None:
     name = f"reset_shape_{next(_counter)}"
+    request.addfinalizer(lambda: pg_cluster.drop_database(name))
     with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
         conn.execute(
             "DO $$ BEGIN CREATE ROLE app_owner; EXCEPTION WHEN duplicate_object THEN END $$"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from providers.postgres.triage import (
     plan,
     terminate,
 )
+from tests.waiting import DEADLINE_SECONDS, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -34,14 +34,14 @@ class BlockedAlter:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-def wait_for_block(url: str, holder_pid: int, timeout: float = 15.0) -> ActivityListing:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_for_block(url: str, holder_pid: int) -> ActivityListing:
+    """The first listing in which something waits for ``holder_pid``."""
+
+    def listing_with_block() -> ActivityListing | None:
         listing = activity(url)
-        if any(holder_pid in b.blocked_by for b in listing.backends):
-            return listing
-        time.sleep(0.05)
-    raise AssertionError("the ALTER TABLE never showed up as blocked")
+        return listing if any(holder_pid in b.blocked_by for b in listing.backends) else None
+
+    return wait_until(listing_with_block, "the ALTER TABLE to show up as blocked")
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def blocked_alter(pg_url: str) -> Iterator[BlockedAlter]:
     state.thread.start()
     yield state
     holder.close()
-    state.thread.join(timeout=15)
+    state.thread.join(timeout=DEADLINE_SECONDS)
 
 
 def columns(url: str) -> list[str]:
@@ -108,7 +108,7 @@ def test_finds_blocker_and_terminate_lets_alter_finish(
 
     result = terminate(pg_url, str(blocked_alter.holder_pid), listing)
     assert result.confirmed and result.signalled, result
-    assert blocked_alter.done.wait(15), "ALTER TABLE still blocked after terminate"
+    assert blocked_alter.done.wait(DEADLINE_SECONDS), "ALTER TABLE still blocked after terminate"
     assert blocked_alter.error == []
     assert columns(pg_url) == ["id", "new_column"]
     assert blocked_alter.holder_pid not in activity(pg_url).pids
@@ -120,7 +120,7 @@ def test_cancel_stops_the_blocked_alter(pg_url: str, blocked_alter: BlockedAlter
     assert "running statement is cancelled" in plan(listing, alter.pid, "cancel")
     result = cancel(pg_url, alter.pid, listing)
     assert result.confirmed, result
-    assert blocked_alter.done.wait(15)
+    assert blocked_alter.done.wait(DEADLINE_SECONDS)
     assert isinstance(blocked_alter.error[0], psycopg.errors.QueryCanceled)
     assert columns(pg_url) == ["id"]
     # The holder is untouched.
@@ -245,7 +245,7 @@ def test_cli_lists_and_terminates_on_development(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "ROLLED BACK" in out and "backend is gone" in out
-    assert blocked_alter.done.wait(15)
+    assert blocked_alter.done.wait(DEADLINE_SECONDS)
     assert columns(pg_url) == ["id", "new_column"]
     assert pg_cluster.password not in out
 
@@ -263,7 +263,7 @@ def test_cli_confirmation_prompt_aborts(
     assert blocked_alter.holder_pid in activity(pg_url).pids
     monkeypatch.setattr("builtins.input", lambda prompt="": pid)
     assert main(["--config", triage_config, "triage", "--env", "dev", "--terminate", pid]) == 0
-    assert blocked_alter.done.wait(15)
+    assert blocked_alter.done.wait(DEADLINE_SECONDS)
 
 
 def test_cli_refuses_production_and_bad_pids(

@@ -155,8 +155,10 @@ def test_smoke_queries_are_read_only_and_time_limited(pg_url: str) -> None:
     assert results["SELECT true"].ok
     assert not results["SELECT false"].ok
     assert "read-only transaction" in results["INSERT INTO t VALUES (1)"].detail
+    # The server's "canceling statement due to statement timeout" is the proof the limit
+    # applied; how long that took is no test's business (a busy machine stretches it).
+    assert not results["SELECT pg_sleep(5)"].ok
     assert "statement timeout" in results["SELECT pg_sleep(5)"].detail
-    assert results["SELECT pg_sleep(5)"].seconds < 3
     assert "missing_table" in results["SELECT * FROM missing_table"].detail
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)

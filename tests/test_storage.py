@@ -6,7 +6,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +20,19 @@ from providers.postgres.cluster import free_port
 from providers.postgres.restore import restore_snapshot
 from providers.postgres.snapshot import create_snapshot, list_snapshots, verify_snapshot
 from providers.storage import LocalStorage, S3Storage, open_storage
+from tests.waiting import wait_until
 
 BIG = os.urandom(3 * 1024 * 1024 + 17)  # several chunks, not a multiple of the chunk size
+
+
+def _answers(proc: subprocess.Popen[bytes], url: str) -> bool:
+    """Whether the server answers ``url`` yet; a server that exited fails at once."""
+    assert proc.poll() is None, f"moto_server exited with {proc.returncode}"
+    try:
+        httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +46,7 @@ def moto_endpoint() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/moto-api/", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("moto_server did not start")
+        wait_until(lambda: _answers(proc, url + "/moto-api/"), "moto_server to answer")
         yield url
     finally:
         proc.terminate()

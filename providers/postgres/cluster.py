@@ -189,6 +189,22 @@ class ThrowawayCluster:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
 
+    def drop_database(self, name: str) -> None:
+        """Drop a database if it exists, ending any session still connected to it.
+
+        Every database of a long-lived cluster stays on disk until it is dropped (about
+        300 files, 10 MB, each): hundreds of them make ``stop()``'s removal of the data
+        directory take minutes. ``WITH (FORCE)`` because a plain ``DROP DATABASE``
+        fails after waiting 5 s for a session the caller forgot to close.
+        """
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
     def __enter__(self) -> ThrowawayCluster:
         return self.start()
 
