@@ -654,13 +654,22 @@ class Rollbot:
         return self._result(ref)
 
     def incident_for_message(self, channel: str, ts: str, thread_ts: str | None) -> int | None:
-        """The incident whose card or thread holds the message (channel, ts), if any."""
+        """The incident whose card, or else whose thread, holds the message (channel, ts).
+
+        A card decides on its own, and the thread the message claims to be in must then be
+        that card's thread; only a message that is no card is placed by its thread.
+        """
         with self.store.read() as session:
-            threads = {ts, thread_ts} - {None}
+            card = session.execute(
+                select(Incident.id, Incident.chat_thread).where(
+                    Incident.chat_channel == channel, Incident.chat_message == ts
+                )
+            ).first()
+            if card is not None:
+                return card.id if thread_ts in (None, card.chat_thread) else None
             return session.scalars(
                 select(Incident.id).where(
-                    Incident.chat_channel == channel,
-                    (Incident.chat_message == ts) | Incident.chat_thread.in_(threads),
+                    Incident.chat_channel == channel, Incident.chat_thread == (thread_ts or ts)
                 )
             ).first()
 

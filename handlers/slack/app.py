@@ -29,7 +29,7 @@ from bot.inbox import Acceptance, Inbox, NewRequest
 from bot.redact import redact, scrub_user_text
 from handlers.slack import interactions
 from handlers.slack.flows import parse_rollback_text
-from handlers.slack.metadata import ActionValue
+from handlers.slack.metadata import ActionValue, checklist_incident
 from handlers.slack.payloads import (
     MAX_TEXT,
     BlockActions,
@@ -76,8 +76,10 @@ def _too_long(text: str) -> str:
 def _ordering_id(action_id: str, value: str | None, block_id: str) -> tuple[int | None, str]:
     """The incident the click claims (for ordering only; the worker checks it) and its nonce."""
     if action_id.startswith("rb_tick:"):
-        tail = block_id.rsplit(":", 1)[-1]
-        return (int(tail) if tail.isdigit() and len(tail) < 10 else None), ""
+        try:  # unsealed here: the worker checks the seal
+            return checklist_incident(block_id, action_id.partition(":")[2], None), ""
+        except RollbotError:
+            return None, ""
     try:
         decoded = ActionValue.decode(value)
     except RollbotError:
@@ -159,6 +161,7 @@ def build_app(
         action, user = click.action, click.user.id
         channel = click.channel.id if click.channel else None
         message_ts = click.container.message_ts if click.container else None
+        message_channel = click.container.channel_id if click.container else None
         thread_ts = click.message.thread_ts if click.message else None
         interaction = interactions.button(action.action_id)
         if interaction is None:
@@ -181,6 +184,7 @@ def build_app(
             block_id=action.block_id,
             selected=[o.value for o in action.selected_options or []],
             channel=channel,
+            message_channel=message_channel,
             message_ts=message_ts,
             thread_ts=thread_ts,
             ephemeral=bool(click.container and click.container.is_ephemeral),

@@ -157,7 +157,8 @@ class SlackJobs:
             )
 
     def _bound(self, item: InboxItem, claimed: int | None = None, purpose: str = "") -> int:
-        """The incident the click acts on: the one whose message it was clicked on."""
+        """The incident the click acts on: the one whose message it was clicked on (or, for an
+        ephemeral message, the one rollbot issued that button to this person for)."""
         p = item.payload
         if claimed is None:
             claimed = self._value(item).incident_id
@@ -165,13 +166,13 @@ class SlackJobs:
             value = self._value(item)
             if purpose and self.bot.token_matches(value.nonce, claimed, item.actor, purpose):
                 return claimed
-            self._refuse_tampered(item, None, claimed, "this button was not given to you for it")
-        channel, ts = p.get("channel"), p.get("message_ts")
-        found = (
-            self.bot.incident_for_message(channel, ts, p.get("thread_ts"))
-            if channel and ts
-            else None
-        )
+            self._refuse_tampered(item, None, claimed, "rollbot did not give you that button")
+        channel, ts = p.get("message_channel") or p.get("channel"), p.get("message_ts")
+        if p.get("channel") not in (None, channel):
+            self._refuse_tampered(item, None, claimed, "its channel and its message disagree")
+        found = None
+        if channel and ts:
+            found = self.bot.incident_for_message(channel, ts, p.get("thread_ts"))
         if found is None:
             if self._card_pending(claimed):
                 raise NotYetPostedError(f"INC-{claimed}")

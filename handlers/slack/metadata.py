@@ -83,7 +83,7 @@ class ActionValue:
                 step_id=_row_id(data["s"]) if "s" in data else None,
                 confirm=data.get("c") == 1,
             )
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise RollbotError(NOT_ROLLBOTS) from None
         return value
 

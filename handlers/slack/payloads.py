@@ -120,6 +120,14 @@ class EventCallback(_Payload):
     event: dict[str, Any]
 
 
+class MentionCallback(_Payload):
+    """The one event rollbot acts on: someone mentioned it."""
+
+    type: Literal["event_callback"]
+    event_id: Short
+    event: Mention
+
+
 class UrlVerification(_Payload):
     type: Literal["url_verification"]
     challenge: Short
@@ -131,7 +139,7 @@ class Ignored(_Payload):
     type: Short
 
 
-Handled = SlashCommand | BlockActions | ViewSubmission | EventCallback | UrlVerification
+Handled = SlashCommand | BlockActions | ViewSubmission | MentionCallback | UrlVerification
 INTERACTIVE: dict[str, type[_Payload]] = {
     "block_actions": BlockActions,
     "view_submission": ViewSubmission,
@@ -151,7 +159,7 @@ def parse_body(content_type: str, raw: bytes) -> dict[str, Any]:
         else:
             form = {k: v[0] for k, v in parse_qs(text, strict_parsing=bool(text)).items()}
             data = json.loads(form["payload"]) if "payload" in form else form
-    except (UnicodeDecodeError, ValueError, KeyError) as exc:
+    except (UnicodeDecodeError, ValueError, KeyError, RecursionError) as exc:
         raise BadPayload(f"unreadable body ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise BadPayload("the body is not an object")
@@ -164,13 +172,15 @@ def classify(body: dict[str, Any]) -> _Payload:
         if "command" in body:
             return SlashCommand.model_validate(body)
         kind = body.get("type")
+        if not isinstance(kind, str):
+            raise BadPayload("type: not a string")
         if kind in INTERACTIVE:
             return INTERACTIVE[kind].model_validate(body)
         if kind == "event_callback":
             callback = EventCallback.model_validate(body)
-            if callback.event.get("type") == "app_mention":
-                Mention.model_validate(callback.event)
-            return callback
+            if callback.event.get("type") != "app_mention":
+                return Ignored(type=kind)
+            return MentionCallback.model_validate(body)
         if kind == "url_verification":
             return UrlVerification.model_validate(body)
         return Ignored.model_validate(body)
@@ -178,3 +188,12 @@ def classify(body: dict[str, Any]) -> _Payload:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise BadPayload(f"{where}: {first['type']}") from None
+
+
+def for_bolt(payload: _Payload) -> dict[str, Any]:
+    """What Bolt gets to see: only the validated fields, rebuilt from the model.
+
+    Bolt reads fields of its own from every body (``team``, ``enterprise``,
+    ``authorizations``, ...) without checking their types; it never sees them.
+    """
+    return payload.model_dump(mode="json", exclude_none=True)

@@ -37,7 +37,7 @@ from handlers.logs import gunicorn_logconfig
 from handlers.slack.app import build_app
 from handlers.slack.client import api_url_from_env, make_web_client
 from handlers.slack.gate import DoorRefusals, front_door
-from handlers.slack.payloads import BadPayload, Ignored, classify
+from handlers.slack.payloads import BadPayload, Ignored, classify, for_bolt
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
@@ -120,6 +120,7 @@ class ValidatingSocketModeHandler(SocketModeHandler):  # type: ignore[misc]
         if payload is None or isinstance(payload, Ignored):
             client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
             return
+        req.payload = for_bolt(payload)  # Bolt sees only the validated fields
         super().handle(client, req)
 
 

@@ -46,8 +46,10 @@ def running_fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture(scope="session")
-def prod_db(pg_cluster: ThrowawayCluster) -> str:
-    return pg_cluster.create_database(f"slack_prod_{os.getpid()}_{time.monotonic_ns() % 10**6}")
+def prod_db(pg_cluster: ThrowawayCluster) -> Iterator[str]:
+    name = f"slack_prod_{os.getpid()}_{time.monotonic_ns() % 10**6}"
+    yield pg_cluster.create_database(name)
+    pg_cluster.drop_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from tests.slack.driver import HttpTransport, SlackDriver, SocketTransport
 from tests.slack.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.slack.fake_socket import FakeSocketMode
 from tests.slack.signing import SIGNING_SECRET
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTER, ALICE, BOB, MALLORY = "U0REQ", "U0ALICE", "U0BOB", "U0MALLORY"
@@ -140,7 +141,7 @@ class Served:
             except AssertionError:
                 raise AssertionError(f"no Socket Mode connection:\n{tail(log)}") from None
         if "--no-worker" not in self.args:
-            wait_for(lambda: self.worker_pid() is not None, 60, f"the worker:\n{tail(log)}")
+            wait_until(lambda: self.worker_pid() is not None, f"the worker:\n{tail(log)}")
         return self
 
     def worker_pid(self) -> int | None:
@@ -270,16 +271,6 @@ def children(pid: int) -> list[int]:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def wait_for(predicate: object, timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()  # type: ignore[operator]
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:

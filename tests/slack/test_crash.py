@@ -4,7 +4,7 @@ restore killed mid-way is announced in its thread with its leftovers gone."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,7 +18,8 @@ from providers.postgres.steps import storage_of
 from tests.slack.conftest import ALICE, BOB, REQUESTER, running_fake_slack
 from tests.slack.driver import Card, SlackDriver
 from tests.slack.fake_slack import FakeSlack
-from tests.slack.serving import Served, serve, wait_for
+from tests.slack.serving import Served, serve
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -47,10 +48,12 @@ def _to_approval(d: SlackDriver, text: str, answer: str, method: str) -> Card:
 
 
 def test_acknowledged_clicks_take_effect_once_after_sigkill(
-    fake: FakeSlack, pg_cluster: ThrowawayCluster, tmp_path: Path
+    fake: FakeSlack,
+    new_database: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     """Requests acknowledged while no worker ran, then kill -9: done once after the restart."""
-    served = serve(fake, pg_cluster.create_database("crash_acks"), tmp_path)
+    served = serve(fake, new_database("crash_acks"), tmp_path)
     try:
         d = served.driver()
         card = _to_approval(d, "production acked-then-killed", "app_broken", "app_rollback")
@@ -74,7 +77,9 @@ def test_acknowledged_clicks_take_effect_once_after_sigkill(
         d = served.driver()
         d.wait_card(card, lambda t: "rb_run:" in t, "the approval, taken after the restart")
         d.wait_card_for("opened-while-no-worker")
-        wait_for(lambda: all(st == "done" for _, st in _inbox(d)), 60, "the inbox to drain")
+        wait_until(
+            lambda: all(st == "done" for _, st in _inbox(d)), "the inbox to drain", timeout=60
+        )
         incident = d.bot.get(card.incident_id)
         assert [a.approver for a in incident.approvals] == [ALICE]
         ticked = {t for t, tick in d.bot.ticks(card.incident_id).items() if tick.ticked}
@@ -90,17 +95,21 @@ def test_acknowledged_clicks_take_effect_once_after_sigkill(
 
 
 def test_a_worker_killed_while_handling_a_click_does_it_once_after_restart(
-    fake: FakeSlack, pg_cluster: ThrowawayCluster, tmp_path: Path
+    fake: FakeSlack,
+    new_database: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     """The worker dies after the core committed the click but before it finished the row:
     the row is claimed again after the restart and the click still acts once."""
-    served = serve(fake, pg_cluster.create_database("crash_claimed"), tmp_path)
+    served = serve(fake, new_database("crash_claimed"), tmp_path)
     try:
         d = served.driver()
         card = _to_approval(d, "production killed-while-handling", "app_broken", "app_rollback")
         slow = fake.hold("chat.update")  # the card refresh after the approval hangs
         d.click(ALICE, card, "rb_approve")
-        wait_for(lambda: d.bot.get(card.incident_id).approvals, 30, "the approval to commit")
+        wait_until(
+            lambda: d.bot.get(card.incident_id).approvals, "the approval to commit", timeout=30
+        )
         assert ("approve", "claimed") in _inbox(d)
         served.kill()
         slow.set()
@@ -108,7 +117,9 @@ def test_a_worker_killed_while_handling_a_click_does_it_once_after_restart(
 
         served.start()
         d = served.driver()
-        wait_for(lambda: all(st == "done" for _, st in _inbox(d)), 90, "the claimed row, again")
+        wait_until(
+            lambda: all(st == "done" for _, st in _inbox(d)), "the claimed row, again", timeout=90
+        )
         d.wait_card(card, lambda t: "rb_run:" in t, "the card, refreshed after the restart")
         assert len(d.bot.get(card.incident_id).approvals) == 1
         events = [e.message for e in d.audit(card.incident_id)]
@@ -147,14 +158,19 @@ def _start_restore(served: Served, url: str) -> tuple[SlackDriver, Card]:
 
 
 def test_kill_mid_restore_is_announced_with_choices_and_leaves_nothing(
-    fake: FakeSlack, pg_cluster: ThrowawayCluster, tmp_path: Path
+    fake: FakeSlack,
+    pg_cluster: ThrowawayCluster,
+    new_database: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
-    url = pg_cluster.create_database("crash_restore")
+    url = new_database("crash_restore")
     _seed(url, 400_000)
     served = serve(fake, url, tmp_path)
     try:
         d, card = _start_restore(served, url)
-        wait_for(lambda: _restoring(pg_cluster.url()), 120, "the restore to create its database")
+        wait_until(
+            lambda: _restoring(pg_cluster.url()), "the restore to create its database", timeout=120
+        )
         served.kill()  # mid-restore: pg_restore is loading into <db>_restoring_<ts>
 
         served.start()

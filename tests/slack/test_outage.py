@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,9 @@ from bot.models import InboxItem, Incident
 from providers.postgres.cluster import ThrowawayCluster
 from tests.slack.conftest import REQUESTER, running_fake_slack
 from tests.slack.driver import SlackDriver
-from tests.slack.serving import serve, wait_for
+from tests.slack.serving import serve
 from tests.slack.signing import Reply
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 OUTAGE_SECONDS = 10
@@ -63,13 +64,13 @@ def _send_for(d: SlackDriver, stop: threading.Event, sent: dict[str, Reply]) -> 
 
 
 def test_state_database_outage_loses_nothing_acknowledged(
-    state_cluster: ThrowawayCluster, pg_cluster: ThrowawayCluster, tmp_path: Path
+    state_cluster: ThrowawayCluster, new_database: Callable[[str], str], tmp_path: Path
 ) -> None:
     state_url = state_cluster.create_database("rollbot_state")
     with running_fake_slack() as fake:
         served = serve(
             fake,
-            pg_cluster.create_database("outage_prod"),
+            new_database("outage_prod"),
             tmp_path,
             sqlite=False,
             extra_env={"ROLLBOT_DATABASE_URL": state_url},
@@ -81,13 +82,13 @@ def test_state_database_outage_loses_nothing_acknowledged(
             sender = threading.Thread(target=_send_for, args=(d, stop, sent))
             sender.start()
             try:
-                wait_for(lambda: len(sent) >= 20, 60, "load before the outage")
+                wait_until(lambda: len(sent) >= 20, "load before the outage", timeout=60)
                 db = Pausable(state_cluster)
                 db.stop()
                 time.sleep(OUTAGE_SECONDS)  # the outage itself is the thing being simulated
                 db.start()
                 up_at = len(sent)
-                wait_for(lambda: len(sent) >= up_at + 60, 90, "load after the outage")
+                wait_until(lambda: len(sent) >= up_at + 60, "load after the outage", timeout=90)
             finally:
                 stop.set()
                 sender.join(30)
@@ -117,7 +118,7 @@ def _check_nothing_acknowledged_was_lost(d: SlackDriver, sent: dict[str, Reply])
             )
         return unfinished == 0
 
-    wait_for(drained, 180, "the worker to finish what was recorded")
+    wait_until(drained, "the worker to finish what was recorded", timeout=180)
     with d.bot.store.read() as s:
         opened = s.scalars(
             select(Incident.description).where(Incident.description.like("outage-%"))

@@ -281,3 +281,50 @@ def test_expired_approval_and_unexpected_errors_become_ephemerals(
     last = fake.calls_to("chat.postEphemeral")[-1].args["text"]
     assert "unexpected error" in last and "hunter2" not in last and "Traceback" not in last
     bot.store.dispose()
+
+
+def test_payloads_of_the_wrong_shape_are_refused_not_crashed_on() -> None:
+    """Shapes the fuzz found crashing a listener or Bolt are a BadPayload at the door."""
+    from handlers.slack.payloads import BadPayload, classify, for_bolt, parse_body
+
+    for content_type, raw in (
+        ("application/json", b'{"type": []}'),
+        ("application/x-www-form-urlencoded", b"payload=%7B%22type%22%3A%7B%7D%7D"),
+        ("application/json", b"[" * 5000),
+        ("application/x-www-form-urlencoded", b"payload=" + b"[" * 5000),
+        ("application/x-www-form-urlencoded", b"payload=%7Bnot-json"),
+    ):
+        with pytest.raises(BadPayload):
+            classify(parse_body(content_type, raw))
+    click = {
+        "type": "block_actions",
+        "user": {"id": "U0ALICE"},
+        "team": 5,
+        "authorizations": [5],
+        "enterprise": True,
+        "actions": [{"type": "button", "action_id": "rb_run:go", "value": "[" * 1999}],
+    }
+    seen_by_bolt = for_bolt(classify(click))
+    assert {"team", "authorizations", "enterprise"}.isdisjoint(seen_by_bolt)
+    with pytest.raises(RollbotError, match="not rollbot's"):
+        ActionValue.decode("[" * 1999)
+
+
+def test_a_click_is_placed_by_its_card_before_its_thread(core: Rollbot) -> None:
+    a = core.open_incident(REQUESTER, "a", "staging")
+    b = core.open_incident(REQUESTER, "b", "staging")
+    core.attach_chat(a.id, "C1", "100.1", "100.2")
+    core.attach_chat(b.id, "C1", "200.1", "200.2")
+    assert core.incident_for_message("C1", "200.2", "200.1") == b.id  # B's card in B's thread
+    assert core.incident_for_message("C1", "200.2", None) == b.id
+    assert core.incident_for_message("C1", "200.2", "100.1") is None  # B's card, A's thread
+    assert core.incident_for_message("C1", "100.9", "100.1") == a.id  # a message in A's thread
+    assert core.incident_for_message("C2", "200.2", "200.1") is None
+
+
+def test_checklist_clicks_are_ordered_with_their_incident() -> None:
+    from handlers.slack.app import _ordering_id
+    from handlers.slack.metadata import ValueSigner, checklist_block_id
+
+    block = checklist_block_id("before", 7, ValueSigner(b"k" * 32))
+    assert _ordering_id("rb_tick:before", None, block) == (7, "")
