@@ -12,15 +12,17 @@ request keys (``bot.request_context``) make handling it twice act once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from bot.models import InboxItem, Step, utcnow
@@ -40,6 +42,8 @@ class InboxStatus(StrEnum):
 
 
 UNFINISHED = (InboxStatus.PENDING.value, InboxStatus.CLAIMED.value)
+COUNT_EVERY = 0.2
+BACKLOG = select(func.count()).select_from(InboxItem).where(InboxItem.status.in_(UNFINISHED))
 
 
 class Acceptance(StrEnum):
@@ -72,42 +76,47 @@ class Inbox:
         lease: timedelta = timedelta(minutes=2),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.store = store
+        self.store = store.inbox_side
         self.high_water = high_water
+        self._counted = (float("-inf"), 0)  # (when, unfinished rows) of the last count
         self.lease = lease
         self.clock = clock
 
     # ------------------------------------------------------------ the ack side
     def accept(self, request: NewRequest) -> Acceptance:
-        """Record ``request`` (in its own short transaction); never raises."""
-        try:
-            with self.store.session() as session:
-                backlog = session.scalar(
-                    select(func.count())
-                    .select_from(InboxItem)
-                    .where(InboxItem.status.in_(UNFINISHED))
-                )
-                if (backlog or 0) >= self.high_water:
-                    return Acceptance.FULL
-                session.add(
-                    InboxItem(
-                        key=request.key[:200],
-                        source=request.source,
-                        action=request.action,
-                        incident_id=request.incident_id,
-                        actor=request.actor,
-                        accepted_at=self.clock(),
-                        payload=request.payload,
-                        status=InboxStatus.PENDING.value,
-                        attempts=0,
-                    )
-                )
-        except IntegrityError:
-            return Acceptance.DUPLICATE
-        except SQLAlchemyError as exc:
-            log.warning("inbox write failed, request not recorded: %s", _short(exc))
-            return Acceptance.UNAVAILABLE
+        """Record ``request``; never raises. Two statements on the hot path of every ack: a
+        read of the backlog (it takes no lock) and the insert."""
+        row = _row(request, self.clock())
+        for attempt in (1, 2):
+            try:
+                return self._accept(row)
+            except IntegrityError:
+                return Acceptance.DUPLICATE
+            except DBAPIError as exc:
+                if exc.connection_invalidated and attempt == 1:
+                    continue  # a pooled connection the database dropped: once more, fresh
+                log.warning("inbox write failed, request not recorded: %s", _short(exc))
+            except SQLAlchemyError as exc:
+                log.warning("inbox write failed, request not recorded: %s", _short(exc))
+            break
+        return Acceptance.UNAVAILABLE
+
+    def _accept(self, row: dict[str, Any]) -> Acceptance:
+        if self._backlog() >= self.high_water:
+            return Acceptance.FULL
+        self.store.execute_once(insert(InboxItem), row)
+        self._counted = (self._counted[0], self._counted[1] + 1)
         return Acceptance.RECORDED
+
+    def _backlog(self) -> int:
+        """Unfinished rows, counted at most every :data:`COUNT_EVERY` seconds per process
+        (the mark is a soft bound: it may be passed by what arrives in that time)."""
+        at, count = self._counted
+        if time.monotonic() - at >= COUNT_EVERY:
+            with self.store.single_reads.connect() as conn:
+                count = conn.execute(BACKLOG).scalar_one()
+            self._counted = (time.monotonic(), count)
+        return count
 
     # ------------------------------------------------------------ the worker side
     def claim(self, worker_id: str) -> InboxItem | None:
@@ -143,19 +152,16 @@ class Inbox:
             ).all()
         if not candidates:
             return None
-        with self.store.session() as session:
-            for item_id in candidates:
-                claimed = session.execute(
-                    update(InboxItem)
-                    .where(InboxItem.id == item_id, claimable)
-                    .values(
-                        status=InboxStatus.CLAIMED.value,
-                        claimed_by=worker_id,
-                        lease_until=now + self.lease,
-                        attempts=InboxItem.attempts + 1,
-                    )
-                ).rowcount
-                if claimed:
+        values = {
+            "status": InboxStatus.CLAIMED.value,
+            "claimed_by": worker_id,
+            "lease_until": now + self.lease,
+            "attempts": InboxItem.attempts + 1,
+        }
+        for item_id in candidates:
+            taking = update(InboxItem).where(InboxItem.id == item_id, claimable).values(values)
+            if self.store.execute_once(taking):
+                with self.store.read() as session:
                     return session.get(InboxItem, item_id)
         return None
 
@@ -171,52 +177,44 @@ class Inbox:
             ).all()
         orphans = [row_id for row_id, owner in rows if owner and gone(owner)]
         if orphans:
-            with self.store.session() as session:
-                session.execute(
-                    update(InboxItem)
-                    .where(InboxItem.id.in_(orphans), InboxItem.status == InboxStatus.CLAIMED.value)
-                    .values(lease_until=now)
-                )
+            self.store.execute_once(
+                update(InboxItem)
+                .where(InboxItem.id.in_(orphans), InboxItem.status == InboxStatus.CLAIMED.value)
+                .values(lease_until=now)
+            )
         return len(orphans)
 
     def finish(self, item_id: int, status: InboxStatus, outcome: str = "") -> None:
-        with self.store.session() as session:
-            session.execute(
-                update(InboxItem)
-                .where(InboxItem.id == item_id)
-                .values(
-                    status=status.value,
-                    finished_at=self.clock(),
-                    lease_until=None,
-                    outcome=redact(outcome)[:2000],
-                )
+        self.store.execute_once(
+            update(InboxItem)
+            .where(InboxItem.id == item_id)
+            .values(
+                status=status.value,
+                finished_at=self.clock(),
+                lease_until=None,
+                outcome=redact(outcome)[:2000],
             )
+        )
+
+    def add_notice(self, request: NewRequest) -> None:
+        """A row rollbot itself needs handled (e.g. an interruption to announce): never refused
+        for the high-water mark, recorded once per key; errors are the caller's."""
+        with contextlib.suppress(IntegrityError):  # noticed before
+            self.store.execute_once(insert(InboxItem), _row(request, self.clock()))
 
     def renew(self, item_id: int, worker_id: str) -> bool:
         """Extend this worker's lease before trying a row again; False if it is not ours now."""
-        with self.store.session() as session:
-            return bool(
-                session.execute(
-                    update(InboxItem)
-                    .where(
-                        InboxItem.id == item_id,
-                        InboxItem.status == InboxStatus.CLAIMED.value,
-                        InboxItem.claimed_by == worker_id,
-                    )
-                    .values(lease_until=self.clock() + self.lease)
-                ).rowcount
-            )
-
-    def retry_later(self, item_id: int, delay: timedelta, reason: str) -> None:
-        """Give the row back (e.g. the state database blipped): claimable again after ``delay``."""
-        with self.store.session() as session:
-            session.execute(
+        return bool(
+            self.store.execute_once(
                 update(InboxItem)
-                .where(InboxItem.id == item_id)
-                .values(
-                    claimed_by=None, lease_until=self.clock() + delay, outcome=redact(reason)[:2000]
+                .where(
+                    InboxItem.id == item_id,
+                    InboxItem.status == InboxStatus.CLAIMED.value,
+                    InboxItem.claimed_by == worker_id,
                 )
+                .values(lease_until=self.clock() + self.lease)
             )
+        )
 
     # ------------------------------------------------------------ upkeep and reporting
     def counts(self) -> dict[str, int]:
@@ -227,20 +225,31 @@ class Inbox:
         return {status: int(n) for status, n in rows}
 
 
+def _row(request: NewRequest, now: datetime) -> dict[str, Any]:
+    return {
+        "key": request.key[:200],
+        "source": request.source,
+        "action": request.action,
+        "incident_id": request.incident_id,
+        "actor": request.actor,
+        "accepted_at": now,
+        "payload": request.payload,
+        "status": InboxStatus.PENDING.value,
+        "attempts": 0,
+    }
+
+
 def _short(exc: BaseException) -> str:
     return redact(str(exc)).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
-def interruption_notice(step: Step, now: datetime) -> InboxItem:
-    """The inbox row telling people a step was interrupted (added with the interruption)."""
-    return InboxItem(
+def interruption_notice(step: Step) -> NewRequest:
+    """The inbox row telling people a step was interrupted (one per interrupted attempt)."""
+    return NewRequest(
         key=f"rollbot:interrupted:{step.id}:{step.attempt}",
         source="rollbot",
         action="step_interrupted",
-        incident_id=step.incident_id,
         actor="rollbot",
-        accepted_at=now,
+        incident_id=step.incident_id,
         payload={"step_id": step.id},
-        status=InboxStatus.PENDING.value,
-        attempts=0,
     )

@@ -7,6 +7,7 @@ The schema is upgraded with Alembic every time a process opens the store.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,13 +15,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, Executable, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.errors import ConfigError
 from bot.redact import redact
 
 MIGRATIONS = Path(__file__).with_name("store_migrations")
+POOL_SIZE = 20
 
 
 def normalise_url(url: str) -> str:
@@ -34,6 +37,9 @@ def _sqlite_pragmas(wait_ms: int) -> Any:
     def apply(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives the process (kill -9), without an fsync each; only
+        # an OS crash or power loss may drop the newest commits (PostgreSQL for that).
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -49,17 +55,27 @@ class Store:
     side uses a short bound so an unreachable database is an answer, not a hang.
     """
 
-    def __init__(self, url: str, *, wait_seconds: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, wait_seconds: float = 30.0, ping: bool = True, own_inbox: bool = True
+    ) -> None:
         url = normalise_url(url)
-        wait_ms = int(wait_seconds * 1000)
+        self.wait_seconds = wait_seconds
+        wait_ms = self._wait_ms = int(wait_seconds * 1000)
         connect_args: dict[str, Any] = {}
         if url.startswith("postgresql"):
             connect_args = {"connect_timeout": max(1, round(wait_seconds))}
             if wait_seconds < 30:
                 connect_args["options"] = f"-c statement_timeout={wait_ms}"
         try:
+            # A pool as large as gunicorn's threads: overflow connections are closed when
+            # returned, and opening one (a PostgreSQL backend, password auth) is the slow part.
             self.engine: Engine = create_engine(
-                url, future=True, pool_pre_ping=True, connect_args=connect_args
+                url,
+                future=True,
+                pool_pre_ping=ping,
+                pool_size=POOL_SIZE,
+                max_overflow=POOL_SIZE,
+                connect_args=connect_args,
             )
         except Exception as exc:  # bad URL syntax or unknown driver
             raise ConfigError(f"state database URL is not usable: {redact(exc)}") from None
@@ -73,6 +89,24 @@ class Store:
         self.read_sessions = sessionmaker(
             self.engine.execution_options(rollbot_read_only=True), expire_on_commit=False
         )
+        # One statement, one round trip: PostgreSQL in autocommit; SQLite reads deferred
+        # (no write lock), writes in their own BEGIN IMMEDIATE.
+        if self.engine.dialect.name == "postgresql":
+            autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self.single_reads, self.single_writes = autocommit, autocommit
+        else:
+            # No BEGIN at all: each statement is its own transaction, and SQLite holds the
+            # write lock only while it runs that statement (in C, with the GIL released).
+            self.single_reads = self.engine.execution_options(rollbot_single=True)
+            self.single_writes = self.single_reads
+        # Where the inbox lives (``bot.inbox``). On SQLite a file of its own: SQLite has one
+        # write lock per file, and an ack's insert must not wait for a worker's transaction.
+        self.inbox_side: Store = self
+        path = _sqlite_file(url)
+        if own_inbox and path is not None:
+            self.inbox_side = Store(
+                f"sqlite:///{path}-inbox", wait_seconds=wait_seconds, ping=ping, own_inbox=False
+            )
 
     @property
     def dialect(self) -> str:
@@ -85,6 +119,10 @@ class Store:
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        if self.inbox_side is not self:
+            from bot.models import InboxItem
+
+            InboxItem.__table__.create(self.inbox_side.engine, checkfirst=True)  # type: ignore[attr-defined]
 
     def tables(self) -> set[str]:
         return set(inspect(self.engine).get_table_names())
@@ -95,6 +133,31 @@ class Store:
         with self.sessions() as session, session.begin():
             yield session
 
+    def execute_once(self, statement: Executable, params: dict[str, Any] | None = None) -> int:
+        """One write statement in a transaction of its own; its row count.
+
+        On SQLite the write lock is asked for every millisecond until ``wait_seconds``
+        (SQLite's own busy handler backs off to 100 ms sleeps, so a waiter missed the
+        moments the lock was free) and held only while SQLite runs the statement.
+        """
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            with self.single_writes.connect() as conn:
+                raw = conn.connection.dbapi_connection if self.dialect == "sqlite" else None
+                if raw is not None:
+                    raw.execute("PRAGMA busy_timeout=0")
+                try:
+                    count = conn.execute(statement, params or {}).rowcount
+                    conn.commit()
+                    return count
+                except OperationalError as exc:
+                    if raw is None or "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                finally:
+                    if raw is not None:
+                        raw.execute(f"PRAGMA busy_timeout={self._wait_ms}")
+            time.sleep(0.001)
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only look (on SQLite it takes no write lock, so it never delays a writer)."""
@@ -103,9 +166,21 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.inbox_side is not self:
+            self.inbox_side.dispose()
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return path if path and path != ":memory:" else None
 
 
 def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get("rollbot_single"):
+        return  # autocommit: the statement is the transaction
     read_only = conn.get_execution_options().get("rollbot_read_only")
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
@@ -118,7 +193,7 @@ def _disable_pysqlite_autobegin(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
 
 
-def open_store(url: str, *, wait_seconds: float = 30.0) -> Store:
-    store = Store(url, wait_seconds=wait_seconds)
+def open_store(url: str, *, wait_seconds: float = 30.0, ping: bool = True) -> Store:
+    store = Store(url, wait_seconds=wait_seconds, ping=ping)
     store.upgrade()
     return store

@@ -81,7 +81,7 @@ class AckSide:
 
 def ack_side(config: str | Path | None, tokens: SlackTokens, *, socket_mode: bool) -> AckSide:
     settings = load_settings(config)
-    store = open_store(settings.database_url, wait_seconds=ACK_DB_WAIT_SECONDS)
+    store = open_store(settings.database_url, wait_seconds=ACK_DB_WAIT_SECONDS, ping=False)
     inbox = Inbox(store, high_water=settings.slack.inbox_high_water)
     client = make_web_client(tokens.bot_token, api_url_from_env())
     app = build_app(

@@ -154,6 +154,9 @@ class Served:
         dump = self.folder / "state-dump.json"
         try:
             texts = _database_texts(self.state_url)
+            inbox = self.folder / "state.db-inbox"
+            if self.state_url.startswith("sqlite") and inbox.exists():
+                texts += _database_texts(f"sqlite:///{inbox}")
         except Exception:
             if not dump.exists():
                 raise

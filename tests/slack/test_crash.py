@@ -31,7 +31,7 @@ def fake() -> Iterator[FakeSlack]:
 
 
 def _inbox(d: SlackDriver) -> list[tuple[str, str]]:
-    with d.bot.store.session() as s:
+    with d.bot.store.inbox_side.read() as s:
         return [(i.action, i.status) for i in s.query(InboxItem).order_by(InboxItem.id)]
 
 

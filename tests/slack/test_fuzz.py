@@ -90,7 +90,7 @@ def _advance(d: SlackDriver, cards: list[Card], user: str, prefix: str, until: s
 def _drain(d: SlackDriver, timeout: float = DRAIN_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        with d.bot.store.session() as session:
+        with d.bot.store.inbox_side.read() as session:
             unfinished = session.scalar(
                 select(func.count())
                 .select_from(InboxItem)
@@ -237,8 +237,9 @@ def fuzzing(http_driver: SlackDriver, world: World) -> Iterator[Fuzz]:
     """A :class:`Fuzz`; afterwards, once the worker drained the inbox, what the cases left."""
     d = http_driver
     log_start = d.log.stat().st_size
-    with d.bot.store.session() as session:
+    with d.bot.store.inbox_side.read() as session:
         inbox_floor = session.scalar(select(func.max(InboxItem.id))) or 0
+    with d.bot.store.read() as session:
         incident_floor = session.scalar(select(func.max(Incident.id))) or 0
     calls_start = len(d.fake.calls)
     case = Fuzz(world)
@@ -255,8 +256,9 @@ def fuzzing(http_driver: SlackDriver, world: World) -> Iterator[Fuzz]:
             problems.append(
                 f"{problem!r} in the served app's log:\n{log[max(0, at - 500) : at + 3000]}"
             )
-    with d.bot.store.session() as session:
+    with d.bot.store.inbox_side.read() as session:
         rows = session.scalars(select(InboxItem).where(InboxItem.id > inbox_floor)).all()
+    with d.bot.store.read() as session:
         opened = session.scalars(
             select(Incident).where(
                 Incident.id > incident_floor, Incident.description.contains(UNSIGNED[1:].lower())

@@ -110,7 +110,7 @@ def _check_nothing_acknowledged_was_lost(d: SlackDriver, sent: dict[str, Reply])
     assert set(sorted(sent)[-50:]) <= recorded  # after the outage, requests are recorded again
 
     def drained() -> bool:
-        with d.bot.store.read() as s:
+        with d.bot.store.inbox_side.read() as s:
             unfinished = s.scalar(
                 select(func.count())
                 .select_from(InboxItem)

@@ -1,0 +1,46 @@
+"""The durable inbox: recorded once, refused past the high-water mark, claimed once per
+incident in order, and given up by dead workers."""
+
+from __future__ import annotations
+
+from bot.inbox import Acceptance, Inbox, InboxStatus, NewRequest
+from bot.service import Rollbot
+from tests.core_fixtures import Clock
+
+
+def _request(key: str, incident: int | None = None) -> NewRequest:
+    return NewRequest(key, "slack", "answer", "alice", incident, {"value": key})
+
+
+def test_recorded_once_and_refused_past_the_high_water_mark(bot: Rollbot, clock: Clock) -> None:
+    inbox = Inbox(bot.store, high_water=2, clock=clock)
+    assert inbox.accept(_request("a")) is Acceptance.RECORDED
+    assert inbox.accept(_request("a")) is Acceptance.DUPLICATE  # a Slack retry
+    assert inbox.accept(_request("b")) is Acceptance.RECORDED
+    assert inbox.accept(_request("c")) is Acceptance.FULL
+    assert inbox.counts() == {"pending": 2}
+
+
+def test_one_row_per_incident_at_a_time_in_order(bot: Rollbot, clock: Clock) -> None:
+    inbox = Inbox(bot.store, clock=clock)
+    for key, incident in (("1", 7), ("2", 7), ("3", 8), ("4", None)):
+        inbox.accept(_request(key, incident))
+    first = inbox.claim("w1")
+    second = inbox.claim("w2")
+    third = inbox.claim("w3")
+    assert first is not None and second is not None and third is not None
+    assert [first.key, second.key, third.key] == ["1", "3", "4"]  # "2" waits for "1"
+    assert inbox.claim("w4") is None
+    inbox.finish(first.id, InboxStatus.DONE)
+    after = inbox.claim("w4")
+    assert after is not None and after.key == "2"
+
+
+def test_rows_of_a_dead_worker_are_claimable_at_once(bot: Rollbot, clock: Clock) -> None:
+    inbox = Inbox(bot.store, clock=clock)
+    inbox.accept(_request("x", 9))
+    taken = inbox.claim("host:999999:dead")
+    assert taken is not None and inbox.claim("w2") is None  # its lease still runs
+    assert inbox.release_orphans(lambda owner: owner.startswith("host:999999")) == 1
+    again = inbox.claim("w2")
+    assert again is not None and again.key == "x" and again.attempts == 2
