@@ -23,7 +23,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 
 from bot.errors import RollbotError
-from bot.inbox import interruption_notice
+from bot.inbox import Inbox, interruption_notice
 from bot.lifecycle import STEP_DONE, State, StepStatus
 from bot.models import Incident, Step
 from bot.redact import redact
@@ -103,16 +103,36 @@ class Executor:
 
     def recover(self) -> list[Step]:
         """Turn steps left ``running`` by a dead worker into ``interrupted`` (at start-up, and
-        periodically in a worker), clean up what they left behind, and queue a notice to the
-        people on the incident (an inbox row in the same transaction: it cannot be lost)."""
-        interrupted: list[Step] = []
+        periodically in a worker), queue a notice to the people on the incident, and clean up
+        what the step left behind. A step whose notice or cleanup a crash cut short has no
+        recorded leftovers yet: the next recovery does both again (both act once)."""
+        interrupted = self._interrupt_steps_of_dead_workers()
+        with self.bot.store.read() as session:
+            unsettled = [
+                s
+                for s in session.scalars(
+                    select(Step).where(Step.status == StepStatus.INTERRUPTED.value)
+                ).all()
+                if not (s.result and "leftovers" in s.result)
+            ]
+        inbox = Inbox(self.bot.store)
+        for step in unsettled:
+            try:
+                inbox.add_notice(interruption_notice(step))
+                self.clean_up_interrupted(step.id)
+            except Exception as exc:  # the decision is still the person's; say what failed
+                log.warning("after interrupted step %s: %s", step.id, redact(exc))
+        return interrupted
+
+    def _interrupt_steps_of_dead_workers(self) -> list[Step]:
         with self.bot.store.read() as session:
             rows = session.scalars(
                 select(Step).where(Step.status == StepStatus.RUNNING.value)
             ).all()
         dead = [s for s in rows if self._owner_dead(s.claimed_by, s.heartbeat_at)]
+        interrupted: list[Step] = []
         if not dead:
-            return []
+            return interrupted
         with self.bot.store.session() as session:
             for step in dead:
                 changed = session.execute(
@@ -135,12 +155,6 @@ class Executor:
                         incident_id=step.incident_id,
                         data={"step_id": step.id},
                     )
-                    session.add(interruption_notice(step, self.bot.clock()))
-        for step in interrupted:
-            try:
-                self.clean_up_interrupted(step.id)
-            except Exception as exc:  # the decision is still the person's; say what failed
-                log.warning("cleanup after interrupted step %s failed: %s", step.id, redact(exc))
         return interrupted
 
     def clean_up_interrupted(self, step_id: int) -> list[str]:
@@ -239,6 +253,8 @@ class Executor:
                         started_at=now,
                         heartbeat_at=now,
                         attempt=Step.attempt + 1,
+                        result=None,
+                        error=None,
                     )
                 ).rowcount
                 if not claimed:

@@ -28,7 +28,7 @@ from bot.authz import Action, Standing
 from bot.config import EnvironmentConfig, Settings, Tier
 from bot.errors import DuplicateRequestError, NotFoundError, RollbotError
 from bot.lifecycle import OPEN_STATES, STEP_DONE, State, StepStatus, check_transition
-from bot.methods import plan_steps
+from bot.methods import StepSpec, plan_steps
 from bot.models import (
     Approval,
     AuditEvent,
@@ -89,6 +89,30 @@ DECISIONS = {
     "skip": Action.SKIP_STEP,
     "abandon": Action.ABANDON_STEP,
 }
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A method's steps for one incident, pinned and planned before anything is written."""
+
+    basis: tuple[str | None, list[Any]]  # (environment, answers) the plan was drawn up for
+    drafted: list[tuple[StepSpec, dict[str, Any], bool, str]]
+    plan_hash: str
+
+    def steps(self) -> list[Step]:
+        return [
+            Step(
+                seq=seq,
+                kind=spec.kind,
+                params=params,
+                title=spec.title,
+                destructive=destructive,
+                plan_text=plan_text,
+                status=StepStatus.PENDING.value,
+                attempt=0,
+            )
+            for seq, (spec, params, destructive, plan_text) in enumerate(self.drafted, start=1)
+        ]
 
 
 @dataclass(frozen=True)
@@ -223,12 +247,15 @@ class Rollbot:
         adapter steps that come before a core command (e.g. opening the root-cause modal).
         Changes nothing, so it stores no request key."""
         try:
-            with self.store.read() as session:
-                incident = self._load(session, ref)
-                self._authorize(session, incident, actor, action)
+            return self._allowed(ref, actor, action)
         except RollbotError as exc:
             self._audit_refusal(ref, actor, action.value, exc, None)
             raise
+
+    def _allowed(self, ref: int | str, actor: str, action: Action) -> Incident:
+        with self.store.read() as session:
+            incident = self._load(session, ref)
+            self._authorize(session, incident, actor, action)
         return incident
 
     def refuse(
@@ -408,53 +435,29 @@ class Rollbot:
     def choose_method(
         self, ref: int | str, method_id: str, actor: str, options: dict[str, Any] | None = None
     ) -> Incident:
-        with self._attempt(ref, actor, f"choose method {method_id!r}") as session:
+        action = f"choose method {method_id!r}"
+        # Drawing up the plan reads providers (a database's size, a snapshot's manifest):
+        # done before the write transaction, which then only checks nothing moved.
+        try:
+            draft = self._draft(ref, method_id, actor, options)
+        except RollbotError as exc:
+            self._audit_refusal(ref, actor, action, exc, None)
+            raise
+        with self._attempt(ref, actor, action) as session:
             incident = self._load(session, ref, lock=True)
             self._authorize(session, incident, actor, Action.CHOOSE)
             check_transition(
                 incident.ref, incident.state, State.METHOD_CHOSEN, "choose a method for"
             )
-            allowed = self.allowed_methods(incident)
-            if method_id not in allowed:
+            if (incident.environment, incident.answers) != draft.basis:
                 raise RollbotError(
-                    f"{method_id!r} is not a runbook method for {' > '.join(incident.answers)}; "
-                    f"choose one of: {', '.join(allowed)}"
+                    f"{incident.ref} changed while its plan was drawn up; choose again"
                 )
-            env = self.environment_of(incident)
-            specs = plan_steps(method_id, env, options)
-            ctx = self._context(incident, env)
             for old in list(incident.steps):
                 session.delete(old)
             session.flush()
-            plans: list[str] = []
-            pinned: list[dict[str, Any]] = []
-            for seq, spec in enumerate(specs, start=1):
-                step = build_step(spec.kind, spec.params)
-                params = spec.params
-                if hasattr(step, "pin"):  # resolve choices now: the approved plan is what runs
-                    params = step.pin(ctx)
-                    step = build_step(spec.kind, params)
-                pinned.append(params)
-                plan = step.plan(ctx)
-                plans.append(plan.text())
-                incident.steps.append(
-                    Step(
-                        seq=seq,
-                        kind=spec.kind,
-                        params=params,
-                        title=spec.title,
-                        destructive=type(step).destructive,
-                        plan_text=plan.text(),
-                        status=StepStatus.PENDING.value,
-                        attempt=0,
-                    )
-                )
-            incident.method = method_id
-            incident.plan_hash = hashlib.sha256(
-                json.dumps(
-                    [method_id, [s.kind for s in specs], pinned, plans], sort_keys=True, default=str
-                ).encode()
-            ).hexdigest()
+            incident.steps.extend(draft.steps())
+            incident.method, incident.plan_hash = method_id, draft.plan_hash
             self._transition(
                 session,
                 incident,
@@ -464,6 +467,43 @@ class Rollbot:
                 f"method chosen: {RUNBOOK.method(method_id).title}",
             )
         return self._result(ref)
+
+    def _draft(
+        self, ref: int | str, method_id: str, actor: str, options: dict[str, Any] | None
+    ) -> Draft:
+        """The steps ``method_id`` means for the incident, pinned and planned (reads only)."""
+        incident = self._allowed(ref, actor, Action.CHOOSE)
+        check_transition(incident.ref, incident.state, State.METHOD_CHOSEN, "choose a method for")
+        allowed = self.allowed_methods(incident)
+        if method_id not in allowed:
+            raise RollbotError(
+                f"{method_id!r} is not a runbook method for {' > '.join(incident.answers)}; "
+                f"choose one of: {', '.join(allowed)}"
+            )
+        env = self.environment_of(incident)
+        specs = plan_steps(method_id, env, options)
+        ctx = self._context(incident, env)
+        drafted: list[tuple[StepSpec, dict[str, Any], bool, str]] = []
+        for spec in specs:
+            step = build_step(spec.kind, spec.params)
+            params = spec.params
+            if hasattr(step, "pin"):  # resolve choices now: the approved plan is what runs
+                params = step.pin(ctx)
+                step = build_step(spec.kind, params)
+            drafted.append((spec, params, type(step).destructive, step.plan(ctx).text()))
+        digest = hashlib.sha256(
+            json.dumps(
+                [
+                    method_id,
+                    [s.kind for s in specs],
+                    [d[1] for d in drafted],
+                    [d[3] for d in drafted],
+                ],
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()
+        return Draft((incident.environment, list(incident.answers)), drafted, digest)
 
     def request_approval(self, ref: int | str, actor: str) -> Incident:
         with self._attempt(ref, actor, "request approval") as session:
@@ -697,12 +737,13 @@ class Rollbot:
         """Drop request bookkeeping nobody can need any more (finished inbox rows, idempotency
         keys and issued tokens older than ``older_than``); the audit trail is never pruned."""
         cutoff = self.clock() - older_than
-        with self.store.session() as session:
+        with self.store.inbox_side.session() as session:
             session.execute(
                 delete(InboxItem).where(
                     InboxItem.status.not_in(("pending", "claimed")), InboxItem.finished_at < cutoff
                 )
             )
+        with self.store.session() as session:
             session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
             session.execute(delete(IssuedToken).where(IssuedToken.created_at < cutoff))
 
