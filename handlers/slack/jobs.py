@@ -167,8 +167,8 @@ class SlackJobs:
             if purpose and self.bot.token_matches(value.nonce, claimed, item.actor, purpose):
                 return claimed
             self._refuse_tampered(item, None, claimed, "rollbot did not give you that button")
-        channel, ts = p.get("message_channel") or p.get("channel"), p.get("message_ts")
-        if p.get("channel") not in (None, channel):
+        channel, ts = p.get("channel"), p.get("message_ts")
+        if p.get("message_channel") not in (None, channel):  # Slack sends both, the same
             self._refuse_tampered(item, None, claimed, "its channel and its message disagree")
         found = None
         if channel and ts:
