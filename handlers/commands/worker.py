@@ -23,6 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="on SIGTERM, how long running steps may take to finish (default 25)",
     )
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=10,
+        help="lower the worker's CPU priority by this much (default 10), so acks come first",
+    )
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
@@ -33,5 +39,9 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging()
     return run_worker(
-        args.config, parent_pid=args.parent_pid, threads=args.threads, grace_seconds=args.grace
+        args.config,
+        parent_pid=args.parent_pid,
+        threads=args.threads,
+        grace_seconds=args.grace,
+        niceness=args.nice,
     )

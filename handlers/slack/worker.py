@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -195,11 +196,22 @@ class Worker:
             self.runtime.executor.recover()
             self.flows.resume_queued(timedelta(0) if first else timedelta(seconds=3))
             self._refresh_cards_the_cli_changed()
+            self._keep_approver_groups_fresh()
             if time.monotonic() >= self._next_prune:
                 self.runtime.bot.forget_old_requests(timedelta(days=7))
                 self._next_prune = time.monotonic() + 600
         except Exception as exc:
             log.warning("periodic work skipped: %s", _short(exc))
+
+    def _keep_approver_groups_fresh(self) -> None:
+        """Look the approver groups up here, so a command's transaction never waits on Slack
+        for them (the directory caches each lookup for a minute)."""
+        approvals = self.runtime.settings.approvals
+        groups = set(approvals.groups)
+        for tier in ("development", "staging", "production"):
+            groups |= set(approvals.for_tier(tier).groups or ())  # type: ignore[arg-type]
+        for group in sorted(groups):
+            self.runtime.bot.directory.members(group)
 
     def _refresh_cards_the_cli_changed(self) -> None:
         with self.runtime.bot.store.read() as session:
@@ -234,6 +246,7 @@ def run_worker(
     parent_pid: int | None = None,
     threads: int = 4,
     grace_seconds: float = 25.0,
+    niceness: int = 10,
 ) -> int:
     """``rollbot worker`` until SIGTERM; running steps get ``grace_seconds`` to finish, then
     the process ends and they become ``interrupted`` at the next start (a person decides)."""
@@ -244,6 +257,12 @@ def run_worker(
     from handlers.slack.server import SlackTokens
 
     tokens = SlackTokens.from_env(socket_mode=False, worker=True)
+    # A thread holding the state database's write lock gets the GIL back sooner.
+    sys.setswitchinterval(0.001)
+    if niceness:
+        # Acks are short and must not wait for the CPU behind a restore: the worker and the
+        # tools it starts (pg_dump, pg_restore inherit it) yield to the acknowledging side.
+        os.nice(niceness)
     client = make_web_client(tokens.bot_token, api_url_from_env())
     runtime = start_runtime(config, directory=SlackGroupDirectory(client))
     worker = Worker(runtime, SlackPoster(client), threads=threads)
