@@ -1008,10 +1008,15 @@ def run_served_case(
     for s in served:
         lines = s.log.read_text(errors="replace").splitlines()
         seen: Counter[str] = Counter()
-        for line in lines:
+        for i, line in enumerate(lines):
             level = next((lv for lv in (" ERROR ", " WARNING ") if lv in line), None)
             if level and "`token` will be unused" not in line:  # Bolt's start-up remark
                 seen[line.split(level, 1)[1][:150]] += 1
+                if line.endswith("failed:"):  # a traceback follows: its last lines say why
+                    tail = [t for t in lines[i + 1 : i + 40] if t.strip()]
+                    end = next((k for k, t in enumerate(tail) if k and not t.startswith(" ")), 0)
+                    why = " | ".join(t.strip() for t in tail[max(0, end - 3) : end + 1])
+                    result.notes.append(f"{s.log.name}: {why[:600]}")
         for what, n in seen.most_common(5):
             result.notes.append(f"{s.log.parent.name}/{s.log.name}: {n}x {what}")
     return result
