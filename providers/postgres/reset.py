@@ -3,8 +3,8 @@
 Dropping a database is the most destructive thing rollbot does, so the tier is
 checked before any connection is opened, and only ``development`` passes. The
 database is re-created as it was (owner, encoding, collation and ctype, locale
-provider, connection limit, per-database settings, database-level grants) so
-the application reconnects to something identical but empty, then the caller's
+provider, connection limit, tablespace, settings, access and comment: see
+``providers/postgres/database.py``, which restores share) so the application reconnects to something identical but empty, then the caller's
 ``migrate`` callable (the team's migrate command, or the built-in drizzle
 applier) rebuilds the schema. ``DROP DATABASE`` runs from the maintenance
 database because nobody can drop the database they are connected to.
@@ -22,6 +22,7 @@ from psycopg import sql
 from bot.errors import ProviderError, RollbotError
 from bot.redact import redact
 from providers.postgres.conn import connect, dbname, describe, server_major_version, with_dbname
+from providers.postgres.database import DatabaseShape, apply_access, create_like, read_shape
 
 ALLOWED_TIER = "development"
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -29,25 +30,6 @@ MAINTENANCE_DATABASES = ("postgres", "template1")
 
 class ResetRefusedError(RollbotError):
     """A reset that must not happen (wrong tier, maintenance or template database)."""
-
-
-@dataclass(frozen=True)
-class DatabaseShape:
-    """What ``CREATE DATABASE`` needs to bring the database back the same, minus its contents."""
-
-    name: str
-    owner: str
-    encoding: str
-    collate: str
-    ctype: str
-    locale_provider: str | None  # "icu" or "libc" (PostgreSQL 15+), None before
-    icu_locale: str | None
-    connection_limit: int
-    settings: tuple[str, ...]  # "name=value" from ALTER DATABASE ... SET
-    grants: tuple[tuple[str, str], ...]  # (grantee role or PUBLIC, privilege), owner's left out
-    default_acl: bool  # datacl IS NULL: PUBLIC has CONNECT and TEMPORARY
-    size_bytes: int
-    other_connections: int
 
 
 @dataclass(frozen=True)
@@ -63,11 +45,7 @@ class ResetPlan:
             f"DROP DATABASE {s.name} WITH (FORCE): ALL its data is lost "
             f"({s.size_bytes / 1e6:.1f} MB); {s.other_connections} other connection(s) "
             "will be disconnected",
-            f"CREATE DATABASE {s.name} OWNER {s.owner} ENCODING {s.encoding} "
-            f"LC_COLLATE {s.collate} LC_CTYPE {s.ctype}"
-            + (f" ICU_LOCALE {s.icu_locale}" if s.locale_provider == "icu" else "")
-            + (f"; settings: {', '.join(s.settings)}" if s.settings else "")
-            + (f"; grants: {len(s.grants)}" if s.grants else ""),
+            f"CREATE DATABASE {s.name} as it is now: {s.summary()}",
             "then re-run the migrations",
         ]
 
@@ -110,53 +88,10 @@ def _maintenance_connection(url: str) -> psycopg.Connection:
 
 
 def _read_shape(conn: psycopg.Connection, name: str) -> DatabaseShape:
-    major = server_major_version(conn)
-    icu = "NULL"
-    if major >= 17:
-        icu = "d.datlocale"
-    elif major >= 15:
-        icu = "d.daticulocale"
-    provider = "d.datlocprovider::text" if major >= 15 else "NULL"
-    row = conn.execute(
-        sql.SQL(
-            "SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, "
-            "d.datctype, {provider}, {icu}, d.datconnlimit, d.datistemplate, "
-            "pg_database_size(d.oid), "
-            "(SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid "
-            " AND a.pid <> pg_backend_pid()), "
-            "(SELECT s.setconfig FROM pg_db_role_setting s "
-            " WHERE s.setdatabase = d.oid AND s.setrole = 0), "
-            "d.datacl IS NULL "
-            "FROM pg_database d WHERE d.datname = %s"
-        ).format(provider=sql.SQL(provider), icu=sql.SQL(icu)),
-        (name,),
-    ).fetchone()
-    if row is None:
-        raise ProviderError(f"database {name!r} does not exist on this server")
-    owner, encoding, collate, ctype, loc_provider, icu_locale, limit, is_template = row[:8]
-    if is_template:
+    shape = read_shape(conn, name)
+    if shape.is_template:
         raise ResetRefusedError(f"development reset refused: {name!r} is a template database")
-    grants = conn.execute(
-        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, "
-        "a.privilege_type FROM pg_database d, aclexplode(d.datacl) a "
-        "WHERE d.datname = %s AND a.grantee <> d.datdba ORDER BY 1, 2",
-        (name,),
-    ).fetchall()
-    return DatabaseShape(
-        name=name,
-        owner=owner,
-        encoding=encoding,
-        collate=collate,
-        ctype=ctype,
-        locale_provider={"i": "icu", "c": "libc"}.get(loc_provider or ""),
-        icu_locale=icu_locale,
-        connection_limit=int(limit),
-        settings=tuple(row[10] or ()),
-        grants=tuple((g, p) for g, p in grants),
-        default_acl=bool(row[11]),
-        size_bytes=int(row[8]),
-        other_connections=int(row[9]),
-    )
+    return shape
 
 
 def plan_reset(url: str, tier: str) -> ResetPlan:
@@ -165,47 +100,6 @@ def plan_reset(url: str, tier: str) -> ResetPlan:
     with _maintenance_connection(url) as conn:
         shape = _read_shape(conn, dbname(url))
     return ResetPlan(target=describe(url), tier=tier, shape=shape)
-
-
-def _create_statement(shape: DatabaseShape) -> sql.Composed:
-    parts = [
-        sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} ").format(
-            sql.Identifier(shape.name), sql.Identifier(shape.owner), sql.Literal(shape.encoding)
-        ),
-        sql.SQL("LC_COLLATE {} LC_CTYPE {} CONNECTION LIMIT {}").format(
-            sql.Literal(shape.collate),
-            sql.Literal(shape.ctype),
-            sql.Literal(shape.connection_limit),
-        ),
-    ]
-    if shape.locale_provider == "icu" and shape.icu_locale:
-        parts.append(
-            sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(shape.icu_locale))
-        )
-    return sql.Composed(parts)
-
-
-def _restore_properties(conn: psycopg.Connection, shape: DatabaseShape) -> None:
-    db = sql.Identifier(shape.name)
-    for setting in shape.settings:
-        key, _, value = setting.partition("=")
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                db, sql.Identifier(key), sql.Literal(value)
-            )
-        )
-    if not shape.default_acl:
-        # PUBLIC's default CONNECT/TEMPORARY had been revoked on the original
-        for privilege in ("CONNECT", "TEMPORARY"):
-            if ("PUBLIC", privilege) not in shape.grants:
-                conn.execute(
-                    sql.SQL("REVOKE {} ON DATABASE {} FROM PUBLIC").format(sql.SQL(privilege), db)
-                )
-    for grantee, privilege in shape.grants:
-        target = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
-        conn.execute(
-            sql.SQL("GRANT {} ON DATABASE {} TO {}").format(sql.SQL(privilege), db, target)
-        )
 
 
 def reset_database(url: str, tier: str, migrate: Callable[[str], None]) -> ResetResult:
@@ -238,8 +132,8 @@ def reset_database(url: str, tier: str, migrate: Callable[[str], None]) -> Reset
         result.seconds["drop"] = time.monotonic() - started
         started = time.monotonic()
         try:
-            conn.execute(_create_statement(shape))
-            _restore_properties(conn, shape)
+            create_like(conn, shape, shape.name)
+            apply_access(conn, shape, shape.name)
         except psycopg.Error as exc:
             raise ProviderError(
                 f"database {shape.name} was dropped but CREATE DATABASE failed: {_first_line(exc)}"
