@@ -62,6 +62,15 @@ def _forward_fix(env: EnvironmentConfig, options: dict[str, Any]) -> list[StepSp
     return [*steps, _verify()]
 
 
+def _restore_params(options: dict[str, Any]) -> dict[str, Any]:
+    """A restore step's params from the method options (what people picked)."""
+    params = {"snapshot": options.get("snapshot"), "before": options.get("restore_to")}
+    params.update(
+        {k: True for k in ("accept_other_source", "no_owner", "no_acl") if options.get(k)}
+    )
+    return params
+
+
 def _pitr(env: EnvironmentConfig, options: dict[str, Any]) -> list[StepSpec]:
     before = options.get("restore_to")
     if env.provider == "postgres":
@@ -71,7 +80,7 @@ def _pitr(env: EnvironmentConfig, options: dict[str, Any]) -> list[StepSpec]:
             StepSpec(
                 "postgres.restore",
                 "Restore the newest snapshot taken before the restore point",
-                {"before": before, "snapshot": options.get("snapshot")},
+                _restore_params(options),
             ),
             _verify(),
         ]
@@ -108,7 +117,7 @@ def plan_steps(
             StepSpec(
                 "postgres.restore",
                 "Restore from a pg_dump snapshot",
-                {"snapshot": options.get("snapshot"), "before": options.get("restore_to")},
+                _restore_params(options),
             ),
             _verify(),
         ]

@@ -50,6 +50,16 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class RestoreSource:
+    """One thing a restore step can restore from, for a person to pick (``sources(ctx)``)."""
+
+    name: str  # what the step's ``snapshot`` option takes
+    label: str  # one line: time, size, source database, migrations head, purpose, incident
+    chosen: bool = False  # the one the current plan restores
+    warning: str | None = None  # e.g. a safety snapshot of the state rollbot replaced
+
+
+@dataclass(frozen=True)
 class StepResult:
     ok: bool
     summary: str
@@ -78,7 +88,10 @@ class Step(Protocol):
     executor refuses them until an earlier step produced a verified safety snapshot.
     Optional ``pin(ctx) -> params`` resolves choices when the plan is made. Optional
     ``after_interruption(ctx, remove) -> lines`` removes (or, when ``remove`` is False,
-    only lists) what a crash mid-step left behind, for the person who decides next."""
+    only lists) what a crash mid-step left behind, for the person who decides next.
+    Optional ``sources(ctx) -> list[RestoreSource]`` lists what a restore step could
+    restore from, so people can pick another snapshot (option ``snapshot``) or a restore
+    time (option ``restore_to``)."""
 
     kind: ClassVar[str]
     destructive: ClassVar[bool]

@@ -24,13 +24,13 @@ def test_finds_tools_of_installed_server_major(pg_cluster):
     major = pg_cluster.major_version
     found = find_client_tools(major)
     assert found.major == major
-    for path in (found.pg_dump, found.pg_restore, found.psql):
+    for path in (found.pg_dump, found.pg_restore, found.psql, found.pg_dumpall):
         assert tools_mod.tool_major_version(path) == major
 
 
 def test_wrong_major_on_path_is_refused_with_install_hint(tmp_path, monkeypatch):
     monkeypatch.setattr(tools_mod, "DEBIAN_ROOT", tmp_path / "none")
-    for name in ("pg_dump", "pg_restore", "psql"):
+    for name in ("pg_dump", "pg_restore", "psql", "pg_dumpall"):
         fake_tool(tmp_path, name, 13)
     with pytest.raises(ProviderError) as err:
         find_client_tools(16, search_path=str(tmp_path))
@@ -51,7 +51,7 @@ def test_missing_tools_are_named(tmp_path, monkeypatch):
 
 def test_matching_tool_on_path_is_accepted(tmp_path, monkeypatch):
     monkeypatch.setattr(tools_mod, "DEBIAN_ROOT", tmp_path / "none")
-    for name in ("pg_dump", "pg_restore", "psql"):
+    for name in ("pg_dump", "pg_restore", "psql", "pg_dumpall"):
         fake_tool(tmp_path, name, 18)
     found = find_client_tools(18, search_path=str(tmp_path))
     assert found.pg_dump == tmp_path / "pg_dump"

@@ -117,6 +117,7 @@ def take_predeploy_snapshot(env: EnvironmentConfig, url: str, name: str) -> str:
         storage,
         migrations_table=env.migrations_table,
         label=f"pre-deploy {name}"[:200],
+        purpose="pre-deploy",
         verify=True,
     )
     return snap.summary()

@@ -401,6 +401,7 @@ class Drill:
                 url,
                 open_storage(self.backups / key),
                 label="pre-deploy snapshot (drill)",
+                purpose="pre-deploy",
                 verify=True,
             )
         return snap.name

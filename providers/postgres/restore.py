@@ -8,7 +8,8 @@ the target) and must have finished and verified before the swap: the same
 guarantee, without paying for the dump and the load one after the other.
 
 Default mode ``swap`` restores into a new database, checks it (restore exit code,
-every table of the manifest present with the manifest's row counts), and only then
+every table of the manifest present with the manifest's row counts), gives it the
+target's access, settings and comment (``providers/postgres/database.py``), and only then
 renames ``<db>`` to ``<db>_before_restore_<ts>`` and the new one to ``<db>``: the
 target is never half-restored, and the old state stays one rename away. Mode
 ``in_place`` (for hosts where creating or renaming databases is impossible) empties
@@ -36,6 +37,13 @@ from bot.errors import ProviderError
 from bot.redact import redact
 from providers.postgres.checksums import row_counts
 from providers.postgres.conn import connect, dbname, describe, server_major_version, with_dbname
+from providers.postgres.database import DatabaseShape, apply_access, create_like, read_shape
+from providers.postgres.restore_checks import (
+    RestoreOptions,
+    RestoreRefusedError,
+    SourceCheck,
+    check_source,
+)
 from providers.postgres.snapshot import (
     DEFAULT_MIGRATIONS_TABLE,
     Snapshot,
@@ -84,6 +92,8 @@ class RestorePlan:
     parallel_jobs: int
     tables_in_snapshot: int | None
     has_manifest: bool
+    source: SourceCheck
+    options: RestoreOptions
 
     def lines(self) -> list[str]:
         point = self.restore_point.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -93,6 +103,7 @@ class RestorePlan:
             f"{human_size(self.snapshot_size)})",
             f"May be lost: every change written to {self.database} after {point}",
         ]
+        out += self.source.lines(self.options)
         if self.mode == "swap":
             out.append(
                 f"Method: restore into a new database, check it, then swap names; the current "
@@ -150,12 +161,19 @@ def plan_restore(
     jobs: int = 2,
     migrations_table: str = DEFAULT_MIGRATIONS_TABLE,
     now: datetime | None = None,
+    options: RestoreOptions | None = None,
 ) -> RestorePlan:
-    """A preview; reads the snapshot's manifest and the target, changes nothing."""
+    """A preview; reads the snapshot's manifest and the target, changes nothing.
+
+    Raises RestoreRefusedError when the snapshot does not fit the target (another
+    database or server, roles missing) without the option that allows it.
+    """
     _check_mode(mode)
+    options = options or RestoreOptions()
     snap = get_snapshot(storage, name)
     db = dbname(url)
     with connect(url) as conn:
+        source = _check_fits(conn, snap, options)
         size_row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         current_head = migrations_head(conn, migrations_table)
     m = snap.manifest or {}
@@ -175,7 +193,20 @@ def plan_restore(
         parallel_jobs=jobs if snap.format == "directory" else 1,
         tables_in_snapshot=len(m["row_counts"]) if m.get("row_counts") is not None else None,
         has_manifest=snap.manifest is not None,
+        source=source,
+        options=options,
     )
+
+
+def _check_fits(conn: psycopg.Connection, snap: Snapshot, options: RestoreOptions) -> SourceCheck:
+    source = check_source(conn, snap)
+    source.refuse_unless(options, snap.name)
+    if snap.format != "directory" and (options.no_owner or options.no_acl):
+        raise RestoreRefusedError(
+            f"snapshot {snap.name} is plain SQL ({snap.format}): its owners and grants cannot be "
+            "skipped; create the missing roles instead"
+        )
+    return source
 
 
 def _check_mode(mode: str) -> None:
@@ -194,6 +225,7 @@ def restore_snapshot(
     progress: Progress | None = None,
     tools: ClientTools | None = None,
     now: datetime | None = None,
+    options: RestoreOptions | None = None,
 ) -> RestoreResult:
     """Restore snapshot ``name`` into the database at ``url``; see the module docstring.
 
@@ -210,8 +242,10 @@ def restore_snapshot(
     snap = verify_snapshot(storage, name)
     durations["verify_snapshot"] = time.monotonic() - t
 
+    options = options or RestoreOptions()
     with connect(url) as conn:
         major = server_major_version(conn)
+        _check_fits(conn, snap, options)  # again: the plan may be older than the server's roles
     if snap.server_major and snap.server_major > major:
         raise ProviderError(
             f"snapshot {snap.name} is from PostgreSQL {snap.server_major}; it cannot be restored "
@@ -226,21 +260,25 @@ def restore_snapshot(
             storage,
             migrations_table=migrations_table,
             label=f"safety snapshot before restoring {snap.name}",
+            purpose="safety",
             verify=True,
             tools=tools,
         )
         durations["safety_snapshot"] = time.monotonic() - t
         return safety
 
+    extra = options.pg_restore_args()
     if mode == "swap":
         job = _Background(take_safety_snapshot)
         kept, counts, safety = _restore_swap(
-            url, db, storage, snap, tools, jobs, progress, now, durations, job
+            url, db, storage, snap, tools, jobs, progress, now, durations, job, extra
         )
     else:
         kept = None
         safety = take_safety_snapshot()
-        counts = _restore_in_place(url, storage, snap, tools, jobs, progress, durations, safety)
+        counts = _restore_in_place(
+            url, storage, snap, tools, jobs, progress, durations, safety, extra
+        )
     durations["total"] = time.monotonic() - started
     return RestoreResult(snap.name, mode, db, safety.name, kept, durations, counts)
 
@@ -272,6 +310,7 @@ def _load(
     progress: Progress | None,
     *,
     clean: bool,
+    extra: list[str] | None = None,
 ) -> None:
     """Run pg_restore (directory) or psql (plain) into ``target_url``; raise on any error."""
     safe_url, env = child_env(target_url)
@@ -280,6 +319,7 @@ def _load(
             argv = [str(tools.pg_restore), "--no-password", "--exit-on-error", "-v"]
             if clean:
                 argv += ["--clean", "--if-exists"]
+            argv += extra or []
             argv += [f"-j{max(1, jobs)}", "-d", safe_url, str(folder)]
             sizes = {p.name.split(".")[0]: p.stat().st_size for p in folder.iterdir()}
             _run_reporting(argv, env, "pg_restore", sizes, progress)
@@ -418,6 +458,7 @@ def _restore_swap(
     now: datetime,
     durations: dict[str, float],
     safety_job: _Background,
+    extra: list[str],
 ) -> tuple[str, dict[str, int], Snapshot]:
     maint_url = _maintenance_url(url)
     stamp = _stamp(now)
@@ -426,14 +467,14 @@ def _restore_swap(
     safety_job.start()
     try:
         with connect(maint_url, autocommit=True) as maint:
-            _create_like(maint, db, new_db)
+            shape = _create_like(maint, db, new_db)
     except BaseException:
         safety_job.wait_quietly()
         raise
     new_url = with_dbname(url, new_db)
     try:
         t = time.monotonic()
-        _load(new_url, storage, snap, tools, jobs, progress, clean=False)
+        _load(new_url, storage, snap, tools, jobs, progress, clean=False, extra=extra)
         durations["restore"] = time.monotonic() - t
         t = time.monotonic()
         counts = _check_restored(new_url, snap)
@@ -441,6 +482,7 @@ def _restore_swap(
         safety = safety_job.result()  # the target is touched only after this succeeded
         t = time.monotonic()
         with connect(maint_url, autocommit=True) as maint:
+            apply_access(maint, shape, new_db)
             _swap(maint, db, new_db, kept)
         durations["swap"] = time.monotonic() - t
     except BaseException:
@@ -481,52 +523,18 @@ class _Background:
         return self.value
 
 
-def _create_like(maint: psycopg.Connection, db: str, new_db: str) -> None:
-    """CREATE DATABASE with the original's owner, encoding, collation and per-database settings."""
-    row = maint.execute(
-        "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype, oid "
-        "FROM pg_database WHERE datname = %s",
-        (db,),
-    ).fetchone()
-    if row is None:
-        raise ProviderError(f"database {db} does not exist")
-    owner, encoding, collate, ctype, oid = row
+def _create_like(maint: psycopg.Connection, db: str, new_db: str) -> DatabaseShape:
+    """Create ``new_db`` shaped like ``db`` (access comes last, see :func:`apply_access`)."""
+    shape = read_shape(maint, db)
     _drop_if_exists(maint, new_db)
     try:
-        maint.execute(
-            sql.SQL(
-                "CREATE DATABASE {} TEMPLATE template0 OWNER {} ENCODING {} "
-                "LC_COLLATE {} LC_CTYPE {}"
-            ).format(
-                sql.Identifier(new_db),
-                sql.Identifier(owner),
-                sql.Literal(encoding),
-                sql.Literal(collate),
-                sql.Literal(ctype),
-            )
-        )
+        create_like(maint, shape, new_db)
     except psycopg.Error as exc:
         raise ProviderError(
             f"cannot create database {new_db} for the restore ({_pg_reason(exc)}); "
             "use restore mode in_place"
         ) from None
-    settings = maint.execute(
-        "SELECT CASE WHEN setrole = 0 THEN NULL ELSE pg_get_userbyid(setrole) END, "
-        "unnest(setconfig) FROM pg_db_role_setting WHERE setdatabase = %s",
-        (oid,),
-    ).fetchall()
-    for role, setting in settings:
-        key, _, value = setting.partition("=")
-        stmt = sql.SQL("ALTER {} SET {} = {}").format(
-            sql.SQL("DATABASE {}").format(sql.Identifier(new_db))
-            if role is None
-            else sql.SQL("ROLE {} IN DATABASE {}").format(
-                sql.Identifier(role), sql.Identifier(new_db)
-            ),
-            sql.Identifier(key),
-            sql.Literal(value),
-        )
-        maint.execute(stmt)
+    return shape
 
 
 def _pg_reason(exc: psycopg.Error) -> str:
@@ -589,13 +597,14 @@ def _restore_in_place(
     progress: Progress | None,
     durations: dict[str, float],
     safety: Snapshot,
+    extra: list[str],
 ) -> dict[str, int]:
     t = time.monotonic()
     try:
         with connect(url, autocommit=True) as conn:
             _terminate_others(conn, dbname(url))
             _empty_schemas(conn)
-        _load(url, storage, snap, tools, jobs, progress, clean=True)
+        _load(url, storage, snap, tools, jobs, progress, clean=True, extra=extra)
     except ProviderError as exc:
         raise ProviderError(
             f"{exc}; the target may be partly restored: restore safety snapshot {safety.name} "

@@ -48,6 +48,7 @@ from bot.errors import NotFoundError, ProviderError, SnapshotInvalidError
 from bot.redact import redact
 from providers.postgres.checksums import row_counts
 from providers.postgres.conn import connect, dbname, describe, server_major_version
+from providers.postgres.provenance import source_of
 from providers.postgres.tools import ClientTools, child_env, find_client_tools
 from providers.storage import CHUNK, BackupStorage, download_tree
 
@@ -57,6 +58,7 @@ FORMATS = {"directory": ".dir", "sql.gz": ".sql.gz", "sql.zst": ".sql.zst"}
 DEFAULT_FORMAT = "directory"
 DEFAULT_MIGRATIONS_TABLE = "drizzle.__drizzle_migrations"
 MANIFEST_SUFFIX = ".manifest.json"
+ROLES_SUFFIX = ".roles.sql"  # pg_dumpall --roles-only --no-role-passwords, for reference
 DUMP_COMPLETE = b"-- PostgreSQL database dump complete"
 
 _NAME = re.compile(r"^(?P<name>snapshot-(?P<d>\d{8})-(?P<t>\d{6})(?:-(?P<n>\d+))?)(?P<rest>\..+)$")
@@ -84,6 +86,19 @@ class Snapshot:
     @property
     def database(self) -> str | None:
         return (self.manifest or {}).get("database")
+
+    @property
+    def purpose(self) -> str | None:
+        m = self.manifest or {}
+        if m.get("purpose"):
+            return str(m["purpose"])
+        label = str(m.get("label") or "")
+        return "safety" if label.startswith("safety snapshot") else None
+
+    @property
+    def replaced_state(self) -> bool:
+        """A safety snapshot: the state rollbot then replaced (the broken one, usually)."""
+        return self.purpose == "safety"
 
     @property
     def server_major(self) -> int | None:
@@ -337,6 +352,8 @@ def create_snapshot(
     migrations_table: str = DEFAULT_MIGRATIONS_TABLE,
     count_rows: bool = True,
     label: str | None = None,
+    purpose: str = "manual",
+    incident: int | None = None,
     verify: bool = True,
     progress: Progress | None = None,
     tools: ClientTools | None = None,
@@ -362,6 +379,7 @@ def create_snapshot(
         server_version, server_version_num = str(version_row[0]), int(version_row[1])
         tools = tools or find_client_tools(major)
         head = migrations_head(conn, migrations_table)
+        source = source_of(conn)
         name = _new_name(storage, created)
         safe_url, env = child_env(url)
         base_argv = [
@@ -389,10 +407,20 @@ def create_snapshot(
                 )
         except _ProcessFailed as exc:
             raise ProviderError(f"snapshot of {describe(url)}: {exc}") from None
+    try:
+        roles_dump = _dump_roles(storage, name, tools, safe_url, env)
+    except BaseException:
+        with contextlib.suppress(ProviderError):
+            delete_snapshot(storage, snap)  # no manifest yet: the data goes
+        raise
     manifest: dict[str, Any] = {
         "name": name,
         "database": dbname(url),
         "server": describe(url),
+        "data_size": source["data_size"],
+        "system_identifier": source["system_identifier"],
+        "roles": source["roles"],
+        "roles_dump": roles_dump,
         "server_version": server_version,
         "server_version_num": server_version_num,
         "format": format,
@@ -407,6 +435,8 @@ def create_snapshot(
         "created_at": created.isoformat(),
         "duration_seconds": round(time.monotonic() - started, 3),
         "label": label,
+        "purpose": purpose,  # safety / pre-deploy / manual / scheduled
+        "incident": incident,
         "tool": f"pg_dump {tools.major}",
     }
     if format != "directory":
@@ -426,6 +456,22 @@ def create_snapshot(
     if progress:
         progress(snap.size)
     return snap
+
+
+def _dump_roles(
+    storage: BackupStorage, name: str, tools: ClientTools, safe_url: str, env: dict[str, str]
+) -> str | None:
+    """Save the server's roles beside the snapshot (no passwords): what to create when a
+    restore target lacks one. None when ``pg_dumpall`` may not read them; a missing
+    reference must not cost the snapshot."""
+    argv = [str(tools.pg_dumpall), "--roles-only", "--no-role-passwords", "-d", safe_url]
+    proc = subprocess.run(argv, env=env, capture_output=True, check=False)
+    if proc.returncode != 0:
+        return None
+    key = name + ROLES_SUFFIX
+    with storage.open_write(key) as fh:
+        fh.write(proc.stdout)
+    return key
 
 
 def _dump_directory(
@@ -676,6 +722,8 @@ def delete_snapshot(storage: BackupStorage, snap: Snapshot) -> None:
             storage.delete(obj.key)
     else:
         storage.delete(snap.data_key)
+    with contextlib.suppress(NotFoundError, ProviderError):
+        storage.delete(snap.name + ROLES_SUFFIX)
     storage.delete(snap.manifest_key)
 
 

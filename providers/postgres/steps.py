@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 
 from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
-from bot.steps import Plan, StepContext, StepResult, register_step
+from bot.steps import Plan, RestoreSource, StepContext, StepResult, register_step
 from providers.drizzle.journal import Journal, read_journal
 from providers.postgres.conn import dbname, describe, describe_environment
+from providers.postgres.snapshot import human_size
 from providers.storage import BackupStorage, open_storage
 
 
@@ -208,6 +209,8 @@ class SnapshotStep:
             storage,
             migrations_table=env.migrations_table,
             label=f"{self.purpose} snapshot, INC-{ctx.incident_id}",
+            purpose=self.purpose,
+            incident=ctx.incident_id,
             progress=_bytes_reporter(ctx, "snapshot"),
         )
         verify_snapshot(storage, snap.name)
@@ -219,6 +222,26 @@ class SnapshotStep:
             f"verified snapshot {snap.name} ({snap.summary()})",
             {"snapshot": snap.name, "verified": True, "location": env.backups},
         )
+
+
+MAX_SOURCES = 50
+
+
+def source_label(snap: Any) -> str:
+    """One line per snapshot: when, how big, of what, at which migration, why taken."""
+    m = snap.manifest or {}
+    head = (m.get("migrations_head") or {}).get("hash")
+    parts = [
+        snap.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        human_size(snap.size),
+        f"db {m['database']}" if m.get("database") else "no manifest",
+    ]
+    if head:
+        parts.append(f"head {str(head)[:8]}")
+    parts.append(snap.purpose or "manual")
+    if m.get("incident"):
+        parts.append(f"INC-{m['incident']}")
+    return " · ".join(parts)
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -245,23 +268,59 @@ class RestoreStep:
     snapshot: str | None = None
     before: str | None = None
     mode: str = "swap"
+    accept_other_source: bool = False
+    no_owner: bool = False
+    no_acl: bool = False
     kind: ClassVar[str] = "postgres.restore"
     destructive: ClassVar[bool] = True
     safety_snapshot: ClassVar[str] = "own"
 
     def _choose(self, storage: BackupStorage) -> str:
+        """The named snapshot, else the newest one before ``before`` that is not a safety
+        snapshot (the state rollbot replaced: restoring it would bring the breakage back)."""
         from providers.postgres.snapshot import get_snapshot, list_snapshots
 
         if self.snapshot:
             return get_snapshot(storage, self.snapshot).name
         cutoff = _parse_time(self.before)
-        candidates = [s for s in list_snapshots(storage) if cutoff is None or s.created_at < cutoff]
+        candidates = [
+            s
+            for s in list_snapshots(storage)
+            if (cutoff is None or s.created_at < cutoff) and not s.replaced_state
+        ]
         if not candidates:
             when = f" taken before {self.before}" if self.before else ""
             raise RollbotError(
-                f"no snapshot{when} in {storage.location}; take one with `rollbot snapshot`"
+                f"no snapshot{when} in {storage.location} other than safety snapshots of "
+                "replaced states; name one explicitly, or take one with `rollbot snapshot`"
             )
         return max(candidates, key=lambda s: s.created_at).name
+
+    def _options(self) -> Any:
+        from providers.postgres.restore_checks import RestoreOptions
+
+        return RestoreOptions(self.accept_other_source, self.no_owner, self.no_acl)
+
+    def sources(self, ctx: StepContext) -> list[RestoreSource]:
+        """The snapshots people may pick, newest first (at most ``MAX_SOURCES``)."""
+        from providers.postgres.snapshot import list_snapshots
+
+        storage = storage_of(ctx.environment)
+        try:
+            chosen = self._choose(storage)
+        except RollbotError:
+            chosen = None
+        return [
+            RestoreSource(
+                snap.name,
+                source_label(snap),
+                chosen=snap.name == chosen,
+                warning="safety snapshot of a state rollbot replaced"
+                if snap.replaced_state
+                else None,
+            )
+            for snap in list_snapshots(storage)[:MAX_SOURCES]
+        ]
 
     def pin(self, ctx: StepContext) -> dict[str, Any]:
         """Params with the snapshot resolved now, for the plan and the run alike."""
@@ -269,25 +328,41 @@ class RestoreStep:
             "snapshot": self._choose(storage_of(ctx.environment)),
             "before": self.before,
             "mode": self.mode,
+            "accept_other_source": self.accept_other_source,
+            "no_owner": self.no_owner,
+            "no_acl": self.no_acl,
         }
 
     def plan(self, ctx: StepContext) -> Plan:
         from providers.postgres.restore import plan_restore
+        from providers.postgres.snapshot import get_snapshot
 
         env = ctx.environment
         storage = storage_of(env)
         name = self._choose(storage)
         preview = plan_restore(
-            env.database_url(), storage, name, mode=self.mode, migrations_table=env.migrations_table
-        )  # type: ignore[arg-type]
+            env.database_url(),
+            storage,
+            name,
+            mode=self.mode,  # type: ignore[arg-type]
+            migrations_table=env.migrations_table,
+            options=self._options(),
+        )
         lines = preview.lines()
+        chosen = get_snapshot(storage, name)
+        if chosen.replaced_state:
+            lines.append(
+                f"*{name} is a SAFETY SNAPSHOT rollbot took of a state it then replaced "
+                f"({(chosen.manifest or {}).get('label')}); picked explicitly*"
+            )
+        action = next((ln for ln in lines if ln.startswith("Method: ")), f"restore {name}")
         return Plan(
             title=f"Restore snapshot {name}",
             target=describe_environment(env),
-            action=lines[3] if len(lines) > 3 else f"restore {name}",
+            action=action,
             restore_point=preview.restore_point.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             data_loss=lines[2].removeprefix("May be lost: "),
-            details=tuple(lines[4:]),
+            details=tuple(ln for ln in lines[3:] if ln != action),
         )
 
     def after_interruption(self, ctx: StepContext, remove: bool) -> list[str]:
@@ -310,6 +385,7 @@ class RestoreStep:
             mode=self.mode,  # type: ignore[arg-type]
             migrations_table=env.migrations_table,
             progress=_bytes_reporter(ctx, f"restore {name}"),
+            options=self._options(),
         )
         restored_head = (get_snapshot(storage, name).manifest or {}).get("migrations_head")
         kept = f"; previous database kept as {result.kept_database}" if result.kept_database else ""

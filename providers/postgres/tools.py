@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from bot.errors import ProviderError
 from bot.redact import register_secret
 
-TOOL_NAMES = ("pg_dump", "pg_restore", "psql")
+TOOL_NAMES = ("pg_dump", "pg_restore", "psql", "pg_dumpall")
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
@@ -45,12 +45,13 @@ def tool_major_version(path: Path | str) -> int | None:
 
 @dataclass(frozen=True)
 class ClientTools:
-    """Paths of ``pg_dump``, ``pg_restore`` and ``psql`` of one major version."""
+    """Paths of ``pg_dump``, ``pg_restore``, ``psql`` and ``pg_dumpall`` of one major version."""
 
     major: int
     pg_dump: Path
     pg_restore: Path
     psql: Path
+    pg_dumpall: Path
 
 
 def find_client_tools(major: int, *, search_path: str | None = None) -> ClientTools:
@@ -84,7 +85,9 @@ def find_client_tools(major: int, *, search_path: str | None = None) -> ClientTo
             f"PostgreSQL {major} client tools needed for a version {major} server: {detail}; "
             f"install them with: {install_hint(major)}"
         )
-    return ClientTools(major, found["pg_dump"], found["pg_restore"], found["psql"])
+    return ClientTools(
+        major, found["pg_dump"], found["pg_restore"], found["psql"], found["pg_dumpall"]
+    )
 
 
 def split_password(url: str) -> tuple[str, str | None]:
