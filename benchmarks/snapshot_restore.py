@@ -1,16 +1,23 @@
-"""rollbot's snapshot and restore against the runbook's raw pipelines, on one generated database.
+"""rollbot's snapshot and restore against the runbook's raw pipelines, onto empty and full targets.
 
-    uv run python benchmarks/snapshot_restore.py [--size 300MB] [--repeat 3]
+    uv run python benchmarks/snapshot_restore.py [--size 300MB] [--repeat 3] [--memory-size 1GB]
 
 Runbook pipelines: ``pg_dump | gzip > snapshot.sql.gz`` and ``gunzip -c ... | psql``.
 rollbot: ``create_snapshot`` (directory format, ``-j2 -Z1``, manifest, verified) and
 ``restore_snapshot`` (verify first, safety snapshot, parallel restore into a new
-database, checks, swap), into an empty target so the safety snapshot is the same
-small cost a fresh target would have. Prints medians, the ratios (targets:
-snapshot <= 0.5x, restore <= 1.0x) and rollbot's peak memory: the RSS of this
-process plus its children (pg_dump/pg_restore), sampled while snapshots stream,
-for the default directory format and for the streamed ``sql.zst`` format
-(compressed and hashed in this process). On demand only; not part of the tests.
+database, checks, swap). Restores are measured twice. Into an empty target, so the
+safety snapshot is the same small cost a fresh target would have. And onto a full
+target, the generated database itself, the one the snapshot is of, as in a real
+incident where the production database exists and holds its data: rollbot's default
+swap restore then dumps and verifies all of it as its safety snapshot beside the load
+into the new database; the raw baseline on the same full target is
+``gunzip -c clean.sql.gz | psql`` of a ``pg_dump --clean --if-exists | gzip`` dump,
+which drops and recreates every object of the existing database. Prints medians, the
+ratios (targets: snapshot <= 0.5x, restore <= 1.0x, shown for the full target too) and
+rollbot's peak memory: the RSS of this process plus its children (pg_dump/pg_restore),
+sampled while snapshots stream, for the default directory format and for the streamed
+``sql.zst`` format (compressed and hashed in this process), and while restoring onto
+the full target. On demand only; not part of the tests.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,12 +48,13 @@ from providers.drizzle.apply import apply_migrations
 from providers.drizzle.journal import read_journal
 from providers.postgres.cluster import ThrowawayCluster
 from providers.postgres.conn import connect
-from providers.postgres.restore import restore_snapshot
+from providers.postgres.restore import RestoreResult, restore_snapshot
 from providers.postgres.snapshot import create_snapshot
-from providers.postgres.tools import child_env, find_client_tools
+from providers.postgres.tools import ClientTools, child_env, find_client_tools
 from providers.storage import BackupStorage, open_storage
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+FULL_TARGET = "bench"  # the generated database: snapshots are of it, full restores go onto it
 
 
 def _children(pid: int) -> list[int]:
@@ -116,17 +126,94 @@ def recreate(cluster: ThrowawayCluster, name: str) -> str:
     return cluster.url(name)
 
 
+def checkpoint(url: str) -> None:
+    """Write out what earlier steps left dirty, so the next timed restore does not pay."""
+    with connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def other_source() -> dict[str, Any]:
+    """Options for restoring into a fresh, differently named database: restore's source
+    check asks for ``accept_other_source`` then."""
+    from providers.postgres.restore_checks import RestoreOptions
+
+    return {"options": RestoreOptions(accept_other_source=True)}
+
+
+def psql_command(tools: ClientTools, dump: Path, safe_url: str) -> str:
+    """The runbook's raw restore: a plain gzip dump replayed through psql."""
+    psql = tools.pg_dump.parent / "psql"
+    return f"gunzip -c '{dump}' | '{psql}' -q -v ON_ERROR_STOP=1 -o /dev/null '{safe_url}'"
+
+
+def dump_clean(tools: ClientTools, src: str, out: Path) -> None:
+    """The runbook's dump with DROP ... IF EXISTS first, so psql can replay it onto a
+    database that already holds the data (a plain dump would fail on existing tables)."""
+    safe_src, env = child_env(src)
+    shell(f"'{tools.pg_dump}' --clean --if-exists '{safe_src}' | gzip > '{out}'", env)
+
+
+@dataclass
+class FullTarget:
+    """Restore timings onto a full target, and rollbot's peak RSS while restoring."""
+
+    raw: list[float] = field(default_factory=list)
+    ours: list[float] = field(default_factory=list)
+    peak: int = 0
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+def restore_onto_full(
+    cluster: ThrowawayCluster, storage: BackupStorage, name: str, dump: Path, full: FullTarget
+) -> None:
+    """One raw and one rollbot restore onto the snapshot's own database itself,
+    full of its data as production is in an incident: rollbot's safety snapshot dumps
+    and verifies all of it. The swap's kept old database is dropped (disk)."""
+    src = cluster.url(FULL_TARGET)
+    tools = find_client_tools(cluster.major_version)
+    safe_src, env = child_env(src)
+    checkpoint(src)
+    full.raw.append(timed(partial(shell, psql_command(tools, dump, safe_src), env)))
+    checkpoint(src)
+    results: list[RestoreResult] = []
+    with PeakRss() as peak:
+        full.ours.append(timed(lambda: results.append(restore_snapshot(src, storage, name))))
+    full.peak = max(full.peak, peak.peak)
+    full.steps = results[0].durations
+    if results[0].kept_database:
+        cluster.drop_database(results[0].kept_database)
+
+
 STREAM_SCRIPT = """
 import os, sys
 from providers.storage import open_storage
 from providers.postgres.snapshot import create_snapshot
 from providers.postgres.restore import restore_snapshot
+from providers.postgres.restore_checks import RestoreOptions
+extra = {"options": RestoreOptions(accept_other_source=True)}  # into another database
 storage = open_storage(sys.argv[2])
 if sys.argv[1] == "snapshot":
     print(create_snapshot(os.environ["BENCH_URL"], storage, format="sql.zst").name)
 else:
-    restore_snapshot(os.environ["BENCH_URL"], storage, sys.argv[3])
+    restore_snapshot(os.environ["BENCH_URL"], storage, sys.argv[3], **extra)
 """
+
+
+def print_full_row(full: FullTarget, db_bytes: int) -> None:
+    """The full-target row of the table, then what exactly each side ran there."""
+    raw, ours = statistics.median(full.raw), statistics.median(full.ours)
+    ratio = ours / raw
+    print(
+        f"{'restore onto full (median s)':28}{raw:>14.2f}{ours:>10.2f}"
+        f"{ratio:>8.2f}{'<= 1.0':>9}  {'ok' if ratio <= 1.0 else 'MISSED'}"
+    )
+    print(
+        f"  full target: the snapshot's own {db_bytes / 1e6:,.0f} MB database, holding its data\n"
+        "  raw: gunzip -c clean.sql.gz | psql -q -v ON_ERROR_STOP=1 -o /dev/null <full target>,\n"
+        "       clean.sql.gz made by pg_dump --clean --if-exists <source> | gzip\n"
+        "  rollbot: restore_snapshot (swap): verify, verified safety snapshot of the full\n"
+        "       target beside the load into a new database, checks, swap"
+    )
 
 
 def _stream_once(url: str, *args: str) -> tuple[int, str]:
@@ -172,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="rollbot-bench-"))
     with ThrowawayCluster() as cluster:
-        src = cluster.create_database("bench")
+        src = cluster.create_database(FULL_TARGET)
         apply_migrations(src, read_journal(EXAMPLE_MIGRATIONS))
         data = fill(src, size)
         print(
@@ -186,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         peaks: dict[str, int] = {}
         storage = open_storage(work / "backups")
         names: list[str] = []
+        full, clean_file = FullTarget(), work / "clean.sql.gz"
+        dump_clean(tools, src, clean_file)
         for i in range(args.repeat):
             raw_snap.append(
                 timed(lambda: shell(f"'{tools.pg_dump}' '{safe_src}' | gzip > '{raw_file}'", env))
@@ -195,17 +284,20 @@ def main(argv: list[str] | None = None) -> int:
             peaks["directory"] = max(peaks.get("directory", 0), peak.peak)
             target = recreate(cluster, "raw_target")
             safe_target, target_env = child_env(target)
-            psql = tools.pg_dump.parent / "psql"
-            raw_command = (
-                f"gunzip -c '{raw_file}' | '{psql}' -q -v ON_ERROR_STOP=1 -o /dev/null "
-                f"'{safe_target}'"
-            )
+            raw_command = psql_command(tools, raw_file, safe_target)
             raw_restore.append(timed(partial(shell, raw_command, target_env)))
             ours = recreate(cluster, f"our_target_{i}")
-            our_restore.append(timed(partial(restore_snapshot, ours, storage, names[-1])))
+            restore = partial(restore_snapshot, ours, storage, names[-1], **other_source())
+            our_restore.append(timed(restore))
             print(
                 f"run {i + 1}: raw snapshot {raw_snap[-1]:.2f}s, rollbot {our_snap[-1]:.2f}s; "
                 f"raw restore {raw_restore[-1]:.2f}s, rollbot {our_restore[-1]:.2f}s"
+            )
+            restore_onto_full(cluster, storage, names[-1], clean_file, full)
+            print(
+                f"run {i + 1}: onto a full target: raw restore {full.raw[-1]:.2f}s, rollbot "
+                f"{full.ours[-1]:.2f}s (safety snapshot {full.steps['safety_snapshot']:.2f}s "
+                f"beside load {full.steps['restore']:.2f}s)"
             )
         streamed = {data.bytes: stream_peaks(cluster, src, storage, "small")}
         if args.memory_size:
@@ -230,10 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{'restore (median s)':28}{med(raw_restore):>14.2f}{med(our_restore):>10.2f}"
         f"{restore_ratio:>8.2f}{'<= 1.0':>9}  {'ok' if restore_ratio <= 1.0 else 'MISSED'}"
     )
+    print_full_row(full, data.bytes)
     print()
     print(f"peak RSS of rollbot + children while snapshotting {data.bytes / 1e6:,.0f} MB:")
     for what, value in peaks.items():
         print(f"  {what:36} {value / 1e6:8.1f} MB  {'ok' if value < 200e6 else 'OVER 200 MB'}")
+    print("peak RSS of rollbot + children while restoring onto the full target (swap):")
+    verdict = "ok" if full.peak < 200e6 else "OVER 200 MB"
+    print(f"  {'directory, safety snapshot + load':36} {full.peak / 1e6:8.1f} MB  {verdict}")
     print("peak RSS while streaming a plain zstd dump through rollbot (snapshot / restore):")
     for db_bytes, (snap_peak, restore_peak) in sorted(streamed.items()):
         worst = max(snap_peak, restore_peak)
