@@ -10,19 +10,87 @@ real name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from bot.errors import NotFoundError, ProviderError
 from bot.redact import redact
 
 CHUNK = 1024 * 1024
+
+
+class StorageError(ProviderError):
+    """The backups location could not be written or read: full disk, permissions, read-only.
+
+    Its message names the object, the place and the cause in one line, so the CLI
+    and Slack show it as a clear refusal, never as an unexpected error.
+    """
+
+
+def os_error_cause(exc: OSError) -> str:
+    """``no space left on device (errno ENOSPC)``: what a person can look up and act on."""
+    name = errno.errorcode.get(exc.errno or 0)
+    reason = (exc.strerror or str(exc) or type(exc).__name__).strip().rstrip(".")
+    reason = reason[:1].lower() + reason[1:]
+    return f"{reason} (errno {name})" if name else reason
+
+
+def errno_of(reason: str) -> int | None:
+    """The errno whose C message is ``reason`` ("No space left on device"): for tools' stderr."""
+    wanted = reason.strip().rstrip(".").lower()
+    return next((c for c in errno.errorcode if os.strerror(c).lower() == wanted), None)
+
+
+def storage_error(what: str, exc: OSError) -> StorageError:
+    """The one place an OSError becomes a person's message: ``cannot {what}: {cause}``."""
+    return StorageError(redact(f"cannot {what}: {os_error_cause(exc)}"))
+
+
+@contextlib.contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn an OSError inside the block into a StorageError; ``what`` names action and path,
+    e.g. ``write snapshot-20261202-101500.sql.gz in /backups/prod``."""
+    try:
+        yield
+    except OSError as exc:
+        raise storage_error(what, exc) from None
+
+
+class _GuardedFile:
+    """A file whose read and write failures become StorageError naming the backup.
+
+    Only the file's own I/O is mapped: an OSError of the caller's other work inside
+    the same ``with`` block keeps its type and is not blamed on the storage.
+    """
+
+    def __init__(self, fh: IO[bytes], what: str) -> None:
+        self._fh, self._what = fh, what
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._fh.read(n)
+        except OSError as exc:
+            raise storage_error(self._what, exc) from None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            raise storage_error(self._what, exc) from None
+
+    def flush(self) -> None:
+        with storage_errors(self._what):
+            self._fh.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
 
 
 @dataclass(frozen=True)
@@ -74,49 +142,60 @@ class LocalStorage:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
+    def _what(self, action: str, key: str) -> str:
+        return f"{action} {key} in {self.location}"
+
     @contextlib.contextmanager
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
         path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ProviderError(
-                f"cannot create backups folder {path.parent}: {exc.strerror}"
-            ) from None
+        what = self._what("write", key)
         part = path.with_name(path.name + ".part")
+        with storage_errors(what):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(part, "wb")  # noqa: SIM115 - closed below, errors mapped
         try:
-            with open(part, "wb") as fh:
-                yield fh
-            os.replace(part, path)
+            yield cast(IO[bytes], _GuardedFile(fh, what))
+            with storage_errors(what):
+                fh.close()  # flushes: a full disk may show only here
+                os.replace(part, path)
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # cleanup never hides the first failure
+                fh.close()
+            with contextlib.suppress(OSError):
                 part.unlink()
 
     @contextlib.contextmanager
     def open_read(self, key: str) -> Iterator[IO[bytes]]:
         path = self._path(key)
+        what = self._what("read", key)
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
             raise NotFoundError(f"backup {key!r} not found in {self.location}") from None
+        except OSError as exc:
+            raise storage_error(what, exc) from None
         with fh:
-            yield fh
+            yield cast(IO[bytes], _GuardedFile(fh, what))
 
     def list(self, prefix: str = "") -> list[StoredObject]:
         if not self.root.is_dir():
             return []
         out = []
-        for dirpath, _dirs, files in os.walk(self.root):
-            for name in files:
-                if name.endswith(".part"):
-                    continue
-                full = Path(dirpath) / name
-                key = full.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    st = full.stat()
-                    out.append(
-                        StoredObject(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
-                    )
+        with storage_errors(f"list {self.location}"):
+            for dirpath, _dirs, files in os.walk(self.root):
+                for name in files:
+                    if name.endswith(".part"):
+                        continue
+                    full = Path(dirpath) / name
+                    key = full.relative_to(self.root).as_posix()
+                    if not key.startswith(prefix):
+                        continue
+                    try:
+                        st = full.stat()
+                    except FileNotFoundError:
+                        continue  # deleted while we listed (retention elsewhere): not there
+                    modified = datetime.fromtimestamp(st.st_mtime, UTC)
+                    out.append(StoredObject(key, st.st_size, modified))
         return sorted(out, key=lambda o: o.key)
 
     def exists(self, key: str) -> bool:
@@ -127,16 +206,19 @@ class LocalStorage:
             return self._path(key).stat().st_size
         except FileNotFoundError:
             raise NotFoundError(f"backup {key!r} not found in {self.location}") from None
+        except OSError as exc:
+            raise storage_error(self._what("read", key), exc) from None
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        # remove now-empty parent folders (a directory-format snapshot), never the root
-        parent = path.parent
-        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
+        with storage_errors(self._what("delete", key)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            # remove now-empty parent folders (a directory-format snapshot), never the root
+            parent = path.parent
+            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
 
 
 class S3Storage:
@@ -317,6 +399,8 @@ def download_tree(storage: BackupStorage, prefix: str, dest: Path) -> None:
     for obj in storage.list(prefix.rstrip("/") + "/"):
         rel = obj.key[len(prefix.rstrip("/")) + 1 :]
         target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with storage.open_read(obj.key) as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
+        # read errors of the source are mapped by the storage; these are the local copy's
+        with storage_errors(f"download {obj.key} from {storage.location} to {target.parent}"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with storage.open_read(obj.key) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)

@@ -103,3 +103,14 @@ def bot(settings: Settings, clock: Clock) -> Iterator[Rollbot]:
     rollbot = Rollbot.open(settings, clock=clock)
     yield rollbot
     rollbot.store.dispose()
+
+
+def started_restore(bot: Rollbot, description: str) -> int:
+    """A production data-corruption incident with its PITR plan approved and started."""
+    incident = bot.open_incident("alice", description, environment="production")
+    bot.answer(incident.id, "data_corruption", "alice")
+    bot.choose_method(incident.id, "pitr", "alice")
+    bot.request_approval(incident.id, "alice")
+    bot.approve(incident.id, "bob")
+    bot.start(incident.id, "alice")
+    return incident.id

@@ -1,4 +1,5 @@
-"""Incident commands for the terminal: list, audit, approve, run, tick, resolve, cancel, step."""
+"""Incident commands for the terminal: list, audit, request approval, approve, run, tick,
+resolve, cancel, step."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class TerminalSink(NullSink):
         print(f"[{incident.ref}] step {step.seq} {mark}: {result.summary}", flush=True)
 
 
-def _actor(p: argparse.ArgumentParser) -> None:
+def add_actor_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--as",
         dest="actor",
@@ -47,21 +48,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("incident", help="incident id, e.g. INC-3")
     p.set_defaults(func=cmd_audit)
 
+    p = sub.add_parser("request-approval", help="ask for approval of an incident's plan")
+    p.add_argument("incident")
+    add_actor_option(p)
+    p.set_defaults(func=cmd_request_approval)
+
     p = sub.add_parser("approve", help="approve an incident's plan")
     p.add_argument("incident")
-    _actor(p)
+    add_actor_option(p)
     p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("run", help="start an approved incident and run its steps here")
     p.add_argument("incident")
-    _actor(p)
+    add_actor_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("tick", help="tick (or --untick) a checklist item")
     p.add_argument("incident")
     p.add_argument("item", help="checklist item id (see `rollbot show INCIDENT`)")
     p.add_argument("--untick", action="store_true")
-    _actor(p)
+    add_actor_option(p)
     p.set_defaults(func=cmd_tick)
 
     p = sub.add_parser("resolve", help="resolve an incident")
@@ -71,20 +77,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="resolve although checklist items are unticked",
     )
-    _actor(p)
+    add_actor_option(p)
     p.set_defaults(func=cmd_resolve)
 
     p = sub.add_parser("cancel", help="cancel an incident")
     p.add_argument("incident")
     p.add_argument("--reason", default="")
-    _actor(p)
+    add_actor_option(p)
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("step", help="decide what happens to an interrupted step")
     p.add_argument("incident")
     p.add_argument("step", type=int, help="step number (seq) as shown by `rollbot show`")
     p.add_argument("decision", choices=["retry", "skip", "abandon"])
-    _actor(p)
+    add_actor_option(p)
     p.set_defaults(func=cmd_step)
 
     p = sub.add_parser("show", help="show an incident: state, plan, steps, approvals, checklists")
@@ -127,6 +133,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  approvals: {valid}/{needed} valid")
     for s in i.steps:
         print(f"  step {s.seq} [{s.status}] {s.title}" + (f": {s.error}" if s.error else ""))
+        for line in (s.result or {}).get("lines") or ():  # what a verify checked, and found
+            print(f"      {line}")
     ticks = bot.ticks(i.id)
     for title, items in (("before", RUNBOOK.before_checklist), ("after", RUNBOOK.after_checklist)):
         print(f"  checklist ({title}):")
@@ -134,6 +142,14 @@ def cmd_show(args: argparse.Namespace) -> int:
             t = ticks.get(item.id)
             mark = "x" if t and t.ticked else " "
             print(f"    [{mark}] {item.id}: {item.text}")
+    return 0
+
+
+def cmd_request_approval(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    incident = rt.bot.request_approval(args.incident, cli_actor(rt, args.actor))
+    valid, needed = rt.bot.approval_status(incident)
+    print(f"{incident.ref} is {incident.state} ({valid}/{needed} approvals)")
     return 0
 
 

@@ -37,17 +37,25 @@ def table_checksums(
     conn: psycopg.Connection, schemas: Iterable[str] | None = ("public",)
 ) -> TableChecksums:
     """``{"schema.table": (row_count, content_hash)}`` for every table in ``schemas``."""
-    out: TableChecksums = {}
-    for schema, table in user_tables(conn, schemas):
-        ident = sql.Identifier(schema, table)
-        row = conn.execute(
-            sql.SQL(
-                "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM {} t"
-            ).format(ident)
-        ).fetchone()
-        assert row is not None
-        out[f"{schema}.{table}"] = (int(row[0]), str(row[1]))
-    return out
+    return {
+        f"{schema}.{table}": table_checksum(conn, sql.Identifier(schema, table))
+        for schema, table in user_tables(conn, schemas)
+    }
+
+
+def table_checksum(conn: psycopg.Connection, ident: sql.Composable) -> tuple[int, str]:
+    """Row count and order-independent content hash of one table.
+
+    ``ROW(t.*)`` rather than ``t``: the same text, but a column named ``t`` cannot
+    stand in for the whole row.
+    """
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), coalesce(sum(hashtextextended(ROW(t.*)::text, 0)), 0)::text FROM {} t"
+        ).format(ident)
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
 
 
 def row_counts(conn: psycopg.Connection, schemas: Iterable[str] | None = None) -> dict[str, int]:

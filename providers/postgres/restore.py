@@ -56,7 +56,7 @@ from providers.postgres.snapshot import (
     verify_snapshot,
 )
 from providers.postgres.tools import ClientTools, child_env, find_client_tools
-from providers.storage import BackupStorage
+from providers.storage import BackupStorage, StorageError, storage_errors
 
 Mode = Literal["swap", "in_place"]
 Progress = Callable[[int], None]
@@ -255,15 +255,18 @@ def restore_snapshot(
 
     def take_safety_snapshot() -> Snapshot:
         t = time.monotonic()
-        safety = create_snapshot(
-            url,
-            storage,
-            migrations_table=migrations_table,
-            label=f"safety snapshot before restoring {snap.name}",
-            purpose="safety",
-            verify=True,
-            tools=tools,
-        )
+        try:
+            safety = create_snapshot(
+                url,
+                storage,
+                migrations_table=migrations_table,
+                label=f"safety snapshot before restoring {snap.name}",
+                purpose="safety",
+                verify=True,
+                tools=tools,
+            )
+        except StorageError as exc:  # refused before the target changes: say so
+            raise StorageError(f"safety snapshot: {exc}; {db} was not changed") from None
         durations["safety_snapshot"] = time.monotonic() - t
         return safety
 
@@ -321,7 +324,8 @@ def _load(
                 argv += ["--clean", "--if-exists"]
             argv += extra or []
             argv += [f"-j{max(1, jobs)}", "-d", safe_url, str(folder)]
-            sizes = {p.name.split(".")[0]: p.stat().st_size for p in folder.iterdir()}
+            with storage_errors(f"read {snap.data_key} in {storage.location}"):
+                sizes = {p.name.split(".")[0]: p.stat().st_size for p in folder.iterdir()}
             _run_reporting(argv, env, "pg_restore", sizes, progress)
         return
     argv = [

@@ -48,9 +48,18 @@ from bot.errors import NotFoundError, ProviderError, SnapshotInvalidError
 from bot.redact import redact
 from providers.postgres.checksums import row_counts
 from providers.postgres.conn import connect, dbname, describe, server_major_version
+from providers.postgres.fingerprint import take_fingerprint
 from providers.postgres.provenance import source_of
 from providers.postgres.tools import ClientTools, child_env, find_client_tools
-from providers.storage import CHUNK, BackupStorage, download_tree
+from providers.storage import (
+    CHUNK,
+    BackupStorage,
+    StorageError,
+    download_tree,
+    errno_of,
+    storage_error,
+    storage_errors,
+)
 
 Progress = Callable[[int], None]
 
@@ -392,9 +401,10 @@ def create_snapshot(
         snap = Snapshot(name, format, created)
         counts_box: dict[str, Any] = {}
 
-        def do_counts() -> None:
+        def do_counts() -> None:  # inside pg_dump's snapshot, while it dumps
             if count_rows:
                 counts_box["counts"] = row_counts(conn)
+                counts_box["fingerprint"] = take_fingerprint(conn)
 
         try:
             if format == "directory":
@@ -407,11 +417,14 @@ def create_snapshot(
                 )
         except _ProcessFailed as exc:
             raise ProviderError(f"snapshot of {describe(url)}: {exc}") from None
+        except StorageError as exc:
+            raise _discarded(storage, snap, exc) from None
     try:
         roles_dump = _dump_roles(storage, name, tools, safe_url, env)
+    except StorageError as exc:
+        raise _discarded(storage, snap, exc) from None
     except BaseException:
-        with contextlib.suppress(ProviderError):
-            delete_snapshot(storage, snap)  # no manifest yet: the data goes
+        _discard(storage, snap)  # no manifest yet: the data goes
         raise
     manifest: dict[str, Any] = {
         "name": name,
@@ -432,6 +445,7 @@ def create_snapshot(
         "migrations_table": migrations_table,
         "migrations_head": head,
         "row_counts": counts_box.get("counts"),
+        "fingerprint": counts_box.get("fingerprint"),  # what deep verify compares against
         "created_at": created.isoformat(),
         "duration_seconds": round(time.monotonic() - started, 3),
         "label": label,
@@ -449,13 +463,41 @@ def create_snapshot(
             fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
         if verify:
             verify_snapshot(storage, name, tools=tools)
+    except StorageError as exc:
+        raise _discarded(storage, snap, exc) from None
     except BaseException:
-        with contextlib.suppress(ProviderError):
-            delete_snapshot(storage, snap)  # an unverifiable snapshot must not look usable
+        _discard(storage, snap)  # an unverifiable snapshot must not look usable
         raise
     if progress:
         progress(snap.size)
     return snap
+
+
+def _discard(storage: BackupStorage, snap: Snapshot) -> None:
+    """Remove whatever a failed snapshot wrote, so no partial snapshot looks usable."""
+    with contextlib.suppress(ProviderError):
+        delete_snapshot(storage, snap)
+
+
+def _discarded(storage: BackupStorage, snap: Snapshot, exc: StorageError) -> StorageError:
+    """``exc`` once the snapshot's files are removed, saying whether the folder is clean again
+    (a person must not have to look for half-written files)."""
+    _discard(storage, snap)
+    try:
+        left = _leftovers(storage, snap.name)
+    except ProviderError:
+        return StorageError(f"{exc}; could not check what was left of {snap.name}")
+    if left:
+        return StorageError(f"{exc}; left behind: {', '.join(left)}")
+    return StorageError(f"{exc}; nothing was kept")
+
+
+def _leftovers(storage: BackupStorage, name: str) -> list[str]:
+    """Objects and staging folders of snapshot ``name`` still in storage."""
+    keys = [o.key for o in storage.list(name) if (m := _NAME.match(o.key)) and m["name"] == name]
+    staging = re.compile(re.escape(f".{name}-") + r"[a-z0-9_]+")
+    folders = [p.name for p in unfinished_snapshot_folders(storage) if staging.fullmatch(p.name)]
+    return keys + folders
 
 
 def _dump_roles(
@@ -485,11 +527,10 @@ def _dump_directory(
     during: Callable[[], None],
 ) -> dict[str, dict[str, Any]]:
     final = storage.local_path(snap.data_key)
-    if final is not None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging_parent = Path(tempfile.mkdtemp(prefix=f".{snap.name}-", dir=final.parent))
-    else:
-        staging_parent = Path(tempfile.mkdtemp(prefix="rollbot-snapshot-"))
+    place = storage.location if final is not None else tempfile.gettempdir()
+    what = f"write {snap.data_key} in {place}"
+    with storage_errors(what):
+        staging_parent = _staging_parent(snap, final)
     staging = staging_parent / "dump"
     try:
         argv = [*base_argv, "-Fd", f"-j{max(1, jobs)}", f"-Z{level}", "-f", str(staging)]
@@ -505,22 +546,12 @@ def _dump_directory(
                 raise
             if rc != 0:
                 errfh.seek(0)
-                raise _ProcessFailed(f"pg_dump failed: {_first_error(errfh.read())}")
-        files: dict[str, dict[str, Any]] = {}
-        for path in sorted(staging.iterdir()):
-            if final is not None:
-                files[path.name] = {"size": path.stat().st_size, "sha256": _sha256_file(path)}
-            else:
-                with (
-                    open(path, "rb") as src,
-                    storage.open_write(f"{snap.data_key}/{path.name}") as dst,
-                ):
-                    writer = _HashingWriter(dst, None)
-                    while chunk := src.read(CHUNK):
-                        writer.write(chunk)
-                files[path.name] = {"size": writer.size, "sha256": writer.sha.hexdigest()}
-        if final is not None:
-            os.replace(staging, final)
+                stderr = errfh.read()
+                raise _tool_storage_error(stderr, staging, snap.data_key, place) or _ProcessFailed(
+                    f"pg_dump failed: {_first_error(stderr)}"
+                )
+        with storage_errors(what):
+            files = _publish_directory(storage, snap, staging, final)
         return files
     except BaseException:
         if final is None:
@@ -529,6 +560,62 @@ def _dump_directory(
         raise
     finally:
         shutil.rmtree(staging_parent, ignore_errors=True)
+
+
+def _staging_parent(snap: Snapshot, final: Path | None) -> Path:
+    """A fresh folder for pg_dump: beside the snapshot, so one rename publishes it whole
+    (remote storage: the system's temporary folder, uploaded from there)."""
+    if final is None:
+        return Path(tempfile.mkdtemp(prefix="rollbot-snapshot-"))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{snap.name}-", dir=final.parent))
+
+
+def _publish_directory(
+    storage: BackupStorage, snap: Snapshot, staging: Path, final: Path | None
+) -> dict[str, dict[str, Any]]:
+    """Hash pg_dump's files and put them under the snapshot's name (rename or upload)."""
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(staging.iterdir()):
+        if final is not None:
+            files[path.name] = {"size": path.stat().st_size, "sha256": _sha256_file(path)}
+        else:
+            with (
+                open(path, "rb") as src,
+                storage.open_write(f"{snap.data_key}/{path.name}") as dst,
+            ):
+                writer = _HashingWriter(dst, None)
+                while chunk := src.read(CHUNK):
+                    writer.write(chunk)
+            files[path.name] = {"size": writer.size, "sha256": writer.sha.hexdigest()}
+    if final is not None:
+        os.replace(staging, final)
+    return files
+
+
+# pg_dump's own report of a failed file operation, e.g. 'pg_dump: error: could not write
+# to file "/b/.snapshot-x/dump/3456.dat.gz": No space left on device'
+_TOOL_FILE_ERROR = re.compile(
+    r"could not (?:write to|create|open|close|fsync|rename)\b"
+    r'[^"]*"(?P<path>[^"]+)": (?P<reason>.+)$'
+)
+
+
+def _tool_storage_error(stderr: bytes, staging: Path, key: str, place: str) -> StorageError | None:
+    """pg_dump's "could not write to file ...: No space left on device" as the same one-line
+    storage error a write of our own gives; None when its failure is not about files."""
+    for line in stderr.decode(errors="replace").splitlines():
+        m = _TOOL_FILE_ERROR.search(line.strip())
+        code = errno_of(m["reason"]) if m else None
+        if m is None or code is None:
+            continue
+        path = Path(m["path"])
+        if path.is_relative_to(staging):
+            rel = path.relative_to(staging).as_posix()
+            target = key if rel == "." else f"{key}/{rel}"
+            return storage_error(f"write {target} in {place}", OSError(code, os.strerror(code)))
+        return storage_error(f"write {path}", OSError(code, os.strerror(code)))
+    return None
 
 
 def _first_error(stderr: bytes) -> str:
@@ -634,7 +721,8 @@ def local_directory(storage: BackupStorage, snap: Snapshot) -> Iterator[Path]:
     if path is not None:
         yield path
         return
-    tmp = Path(tempfile.mkdtemp(prefix="rollbot-restore-"))
+    with storage_errors(f"download {snap.data_key} to {tempfile.gettempdir()}"):
+        tmp = Path(tempfile.mkdtemp(prefix="rollbot-restore-"))
     try:
         download_tree(storage, snap.data_key, tmp / "dump")
         yield tmp / "dump"
@@ -646,16 +734,17 @@ def _toc_test(storage: BackupStorage, snap: Snapshot, tools: ClientTools, what: 
     """``pg_restore -l`` reads the archive's table of contents (toc.dat)."""
     path = storage.local_path(snap.data_key)
     tmp: Path | None = None
-    if path is None:
-        tmp = Path(tempfile.mkdtemp(prefix="rollbot-toc-"))
-        path = tmp / "dump"
-        path.mkdir()
-        with (
-            storage.open_read(f"{snap.data_key}/toc.dat") as src,
-            open(path / "toc.dat", "wb") as d,
-        ):
-            shutil.copyfileobj(src, d, CHUNK)
     try:
+        if path is None:
+            with storage_errors(f"download {snap.data_key}/toc.dat to {tempfile.gettempdir()}"):
+                tmp = Path(tempfile.mkdtemp(prefix="rollbot-toc-"))
+                path = tmp / "dump"
+                path.mkdir()
+                with (
+                    storage.open_read(f"{snap.data_key}/toc.dat") as src,
+                    open(path / "toc.dat", "wb") as d,
+                ):
+                    shutil.copyfileobj(src, d, CHUNK)
         proc = subprocess.run(
             [str(tools.pg_restore), "-l", str(path)], capture_output=True, timeout=300
         )

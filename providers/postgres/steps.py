@@ -60,17 +60,32 @@ class VerifyStep:
             smoke_queries=env.smoke_queries,
             expected_head=expected,
         )
-        ctx.report("\n".join(report.lines()))
+        lines, problems = report.lines(), list(report.problems)
+        deep = _deep_verify(ctx)
+        if deep is not None:
+            lines += deep.lines()
+            problems += [f"deep verify: {p}" for p in deep.problems]
+        ctx.report("\n".join(lines))
         head = report.head
+        ok = not problems
         return StepResult(
-            report.ok,
-            "database verified" if report.ok else "; ".join(report.problems),
-            {
-                "lines": report.lines(),
-                "head": head.tag if head else None,
-                "problems": report.problems,
-            },
+            ok,
+            "database verified" + (" against the snapshot" if deep else "")
+            if ok
+            else "; ".join(problems),
+            {"lines": lines, "head": head.tag if head else None, "problems": problems},
         )
+
+
+def _deep_verify(ctx: StepContext) -> Any:
+    """After a restore in this incident: the restored database against the snapshot."""
+    from providers.postgres.deep_verify import deep_verify
+
+    restored = ctx.shared.get("postgres.restore") or {}
+    if not restored.get("snapshot"):
+        return None
+    env = ctx.environment
+    return deep_verify(env.database_url(), storage_of(env), restored["snapshot"])
 
 
 def _restored_head(ctx: StepContext, journal: Journal | None) -> str | None:
@@ -244,6 +259,28 @@ def source_label(snap: Any) -> str:
     return " · ".join(parts)
 
 
+def _precedes(snap: Any, current: dict[str, Any] | None) -> bool:
+    """Was ``snap`` taken before the target's current migrations head was applied?"""
+    head = (snap.manifest or {}).get("migrations_head")
+    if not current or head is None:
+        return False
+    if not head:
+        return True  # no migration applied yet when it was taken
+    try:
+        return int(head["id"]) < int(current["id"])
+    except (KeyError, TypeError, ValueError):
+        return head.get("hash") != current.get("hash")
+
+
+def current_head(env: EnvironmentConfig) -> dict[str, Any] | None:
+    """The target's newest applied migration (None without a tracking table)."""
+    from providers.postgres.conn import connect
+    from providers.postgres.snapshot import migrations_head
+
+    with connect(env.database_url()) as conn:
+        return migrations_head(conn, env.migrations_table)
+
+
 def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -275,9 +312,11 @@ class RestoreStep:
     destructive: ClassVar[bool] = True
     safety_snapshot: ClassVar[str] = "own"
 
-    def _choose(self, storage: BackupStorage) -> str:
+    def _choose(self, storage: BackupStorage, current_head: dict[str, Any] | None = None) -> str:
         """The named snapshot, else the newest one before ``before`` that is not a safety
-        snapshot (the state rollbot replaced: restoring it would bring the breakage back)."""
+        snapshot (the state rollbot replaced: restoring it would bring the breakage back),
+        preferring one whose migrations head precedes the target's current head (the
+        problematic migration is usually the newest one applied)."""
         from providers.postgres.snapshot import get_snapshot, list_snapshots
 
         if self.snapshot:
@@ -294,7 +333,8 @@ class RestoreStep:
                 f"no snapshot{when} in {storage.location} other than safety snapshots of "
                 "replaced states; name one explicitly, or take one with `rollbot snapshot`"
             )
-        return max(candidates, key=lambda s: s.created_at).name
+        before_head = [s for s in candidates if _precedes(s, current_head)]
+        return max(before_head or candidates, key=lambda s: s.created_at).name
 
     def _options(self) -> Any:
         from providers.postgres.restore_checks import RestoreOptions
@@ -307,7 +347,7 @@ class RestoreStep:
 
         storage = storage_of(ctx.environment)
         try:
-            chosen = self._choose(storage)
+            chosen = self._choose(storage, current_head(ctx.environment))
         except RollbotError:
             chosen = None
         return [
@@ -325,7 +365,7 @@ class RestoreStep:
     def pin(self, ctx: StepContext) -> dict[str, Any]:
         """Params with the snapshot resolved now, for the plan and the run alike."""
         return {
-            "snapshot": self._choose(storage_of(ctx.environment)),
+            "snapshot": self._choose(storage_of(ctx.environment), current_head(ctx.environment)),
             "before": self.before,
             "mode": self.mode,
             "accept_other_source": self.accept_other_source,
@@ -339,7 +379,7 @@ class RestoreStep:
 
         env = ctx.environment
         storage = storage_of(env)
-        name = self._choose(storage)
+        name = self._choose(storage, None if self.snapshot else current_head(env))
         preview = plan_restore(
             env.database_url(),
             storage,
@@ -350,6 +390,12 @@ class RestoreStep:
         )
         lines = preview.lines()
         chosen = get_snapshot(storage, name)
+        head = (chosen.manifest or {}).get("migrations_head")
+        if head and head == preview.current_migrations_head:
+            lines.append(
+                f"*{name} is at the same migration as the database now "
+                f"(#{head.get('id', '?')}): restoring it does not undo that migration*"
+            )
         if chosen.replaced_state:
             lines.append(
                 f"*{name} is a SAFETY SNAPSHOT rollbot took of a state it then replaced "
