@@ -37,6 +37,7 @@ class Action(StrEnum):
     ROOT_CAUSE = "record the root cause"
     CANCEL = "cancel"
     RESOLVE = "resolve"
+    UNDO = "undo a restore"
 
 
 _DRIVERS = frozenset({Role.REQUESTER, Role.APPROVER})
@@ -47,6 +48,7 @@ REQUIRED_ROLES: dict[Action, frozenset[Role]] = {
     Action.STATUS: frozenset({Role.MEMBER}),
     Action.ANSWER: _DRIVERS,
     Action.CHOOSE: _DRIVERS,
+    Action.UNDO: _DRIVERS,
     Action.REQUEST_APPROVAL: _DRIVERS,
     # Approving also passes the tier's policy (never the requester in production).
     Action.APPROVE: frozenset({Role.APPROVER}),

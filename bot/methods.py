@@ -102,11 +102,36 @@ def _pitr(env: EnvironmentConfig, options: dict[str, Any]) -> list[StepSpec]:
     ]
 
 
+# Procedures rollbot offers after a method ran, outside the runbook's decision tree.
+FOLLOW_UPS = {"undo_restore": "Undo the restore (swap the kept database back)"}
+
+
+def method_title(method_id: str) -> str:
+    """A runbook method's title, or a follow-up procedure's."""
+    return FOLLOW_UPS.get(method_id) or RUNBOOK.method(method_id).title
+
+
+def _undo_restore(options: dict[str, Any]) -> list[StepSpec]:
+    kept = options.get("kept")
+    if not kept:
+        raise RollbotError("undo needs the kept database's name; nothing was planned")
+    return [
+        StepSpec(
+            "postgres.undo_restore",
+            f"Swap the kept database {kept} back in (the current state is kept in turn)",
+            {"kept": kept},
+        ),
+        _verify(),
+    ]
+
+
 def plan_steps(
     method_id: str, env: EnvironmentConfig, options: dict[str, Any] | None = None
 ) -> list[StepSpec]:
     """The steps ``method_id`` takes in ``env``; RollbotError if it cannot run there."""
     options = options or {}
+    if method_id == "undo_restore":
+        return _undo_restore(options)
     RUNBOOK.method(method_id)  # unknown method -> NotFoundError
     if method_id == "forward_fix":
         return _forward_fix(env, options)

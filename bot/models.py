@@ -66,6 +66,7 @@ class Incident(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     closed_at: Mapped[datetime | None]
+    follows_id: Mapped[int | None]  # the incident this one follows up (undoes its restore)
 
     steps: Mapped[list[Step]] = relationship(
         back_populates="incident", order_by="Step.seq", cascade="all, delete-orphan"

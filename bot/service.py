@@ -28,7 +28,7 @@ from bot.authz import Action, Standing
 from bot.config import EnvironmentConfig, Settings, Tier
 from bot.errors import DuplicateRequestError, NotFoundError, RollbotError
 from bot.lifecycle import OPEN_STATES, STEP_DONE, State, StepStatus, check_transition
-from bot.methods import StepSpec, plan_steps
+from bot.methods import StepSpec, method_title, plan_steps
 from bot.models import (
     Approval,
     AuditEvent,
@@ -43,8 +43,9 @@ from bot.models import (
 )
 from bot.redact import register_secret, scrub_user_text
 from bot.request_context import current_request, decision_time
+from bot.restore_choice import restore_options
 from bot.runbook import RUNBOOK, Choice
-from bot.steps import Plan, StepContext, build_step
+from bot.steps import Plan, RestoreSource, StepContext, build_step
 from bot.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -338,8 +339,19 @@ class Rollbot:
         environment: str | None = None,
         source: str = "console",
     ) -> Incident:
+        env = self.settings.resolve_environment(environment) if environment else None
+        return self._open(requester, description, env, source, [env.tier] if env else [])
+
+    def _open(
+        self,
+        requester: str,
+        description: str,
+        env: EnvironmentConfig | None,
+        source: str,
+        answers: list[str],
+        follows: Incident | None = None,
+    ) -> Incident:
         with self._attempt(None, requester, Action.OPEN.value) as session:
-            env = self.settings.resolve_environment(environment) if environment else None
             incident = Incident(
                 state=State.OPENED.value,
                 environment=env.name if env else None,
@@ -347,7 +359,8 @@ class Rollbot:
                 description=scrub_user_text(description.strip()),
                 requester=requester,
                 source=source,
-                answers=[env.tier] if env else [],
+                answers=list(answers),
+                follows_id=follows.id if follows else None,
                 created_at=self.clock(),
                 updated_at=self.clock(),
             )
@@ -361,11 +374,40 @@ class Rollbot:
                 kind="transition",
                 message=f"{incident.ref} opened{where}: {incident.description or 'no description'}",
                 incident_id=incident.id,
-                data={"to": State.OPENED.value, "source": source},
+                data={"to": State.OPENED.value, "source": source}
+                | ({"follows": follows.ref} if follows else {}),
             )
             self._maybe_triaged(session, incident, requester)
             incident_id = incident.id
         return self._result(incident_id)
+
+    def undoable(self, incident: Incident) -> str | None:
+        """The database a finished restore of ``incident`` kept, which an undo swaps back."""
+        for step in incident.steps:
+            kept = (step.result or {}).get("kept_database")
+            if step.status == StepStatus.SUCCEEDED.value and kept:
+                return str(kept)
+        return None
+
+    def open_undo(self, ref: int | str, actor: str, source: str = "console") -> Incident:
+        """A new incident that undoes ``ref``'s restore: its own plan, approvals and audit."""
+        original = self.check_allowed(ref, actor, Action.UNDO)
+        kept = self.undoable(original)
+        if kept is None:
+            exc = RollbotError(f"{original.ref} has no finished restore that kept a database")
+            self._audit_refusal(ref, actor, Action.UNDO.value, exc, None)
+            raise exc
+        env = self.environment_of(original)
+        undo = self._open(
+            actor,
+            f"Undo the restore of {original.ref}: put {kept} back",
+            env,
+            source,
+            original.answers,
+            follows=original,
+        )
+        self.note(original.id, actor, "follow_up", f"{undo.ref} opened to undo this restore")
+        return self.choose_method(undo.id, "undo_restore", actor, {"kept": kept})
 
     def answer(self, ref: int | str, choice_id: str, actor: str) -> Incident:
         """Answer the current decision-tree question."""
@@ -416,6 +458,8 @@ class Rollbot:
     def allowed_methods(self, incident: Incident) -> list[str]:
         """The leaf's methods (recommended first), then actions that only a common scenario
         names (e.g. stuck-migration triage), which apply in any environment."""
+        if incident.follows_id is not None:
+            return ["undo_restore"]
         in_tree = {m for _, leaf in RUNBOOK.leaves() for m in leaf.methods}
         methods = list(self.leaf(incident).methods)
         for scenario in RUNBOOK.scenarios:
@@ -464,9 +508,36 @@ class Rollbot:
                 State.METHOD_CHOSEN,
                 actor,
                 "choose a method for",
-                f"method chosen: {RUNBOOK.method(method_id).title}",
+                f"method chosen: {method_title(method_id)}",
             )
         return self._result(ref)
+
+    def restore_sources(self, ref: int | str) -> list[RestoreSource]:
+        """What the incident's restore step could restore from (empty without one)."""
+        incident = self.get(ref)
+        ctx = self._context(incident, self.environment_of(incident))
+        for row in incident.steps:
+            step = build_step(row.kind, row.params)
+            if hasattr(step, "sources"):
+                return step.sources(ctx)
+        return []
+
+    def replan(
+        self,
+        ref: int | str,
+        actor: str,
+        snapshot: str | None = None,
+        restore_to: datetime | None = None,
+        **flags: bool,
+    ) -> Incident:
+        """Draw the plan up again with another snapshot, restore time or restore option;
+        approvals of the old plan no longer count (they are bound to its hash)."""
+        incident = self.get(ref)
+        current = next((r.params for r in incident.steps if "snapshot" in r.params), None)
+        if not incident.method or current is None:
+            raise RollbotError(f"{incident.ref} has no restore in its plan; choose a method first")
+        options = restore_options(current, snapshot, restore_to, **flags)
+        return self.choose_method(ref, incident.method, actor, options)
 
     def _draft(
         self, ref: int | str, method_id: str, actor: str, options: dict[str, Any] | None

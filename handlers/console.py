@@ -13,8 +13,10 @@ from typing import TextIO
 
 from bot.errors import RollbotError
 from bot.lifecycle import State
+from bot.restore_choice import parse_restore_time
 from bot.runbook import RUNBOOK, Choice
 from bot.service import Rollbot
+from bot.steps import RestoreSource
 
 
 class EndOfInput(Exception):
@@ -89,9 +91,16 @@ class Console:
                 self.say(f"Cannot use that method here: {exc}")
                 continue
             self._show_plan(incident)
-            action = self.pick(
-                "Next?", ["Request approval", "Choose another method", "Cancel the incident"]
-            )
+            sources = self.bot.restore_sources(ref)
+            options = ["Request approval", "Choose another method", "Cancel the incident"]
+            if sources:
+                options.append("Restore another snapshot, or to a time")
+            action = self.pick("Next?", options)
+            while action == 3:
+                incident = self._pick_source(ref, sources)
+                self._show_plan(incident)
+                sources = self.bot.restore_sources(ref)
+                action = self.pick("Next?", options)
             if action == 1:
                 continue
             if action == 2:
@@ -108,6 +117,29 @@ class Console:
             self.say(f"  approve: rollbot approve {incident.ref} --as APPROVER")
             self.say(f"  then run: rollbot run {incident.ref}")
             return
+
+    def _pick_source(self, ref: str, sources: list[RestoreSource]):
+        """Re-plan with a picked snapshot or restore time (re-asks on a refused one)."""
+        timezone = self.bot.settings.business_hours.timezone
+        labels = [
+            f"{s.name}  {s.label}"
+            + (" (in the plan)" if s.chosen else "")
+            + (f"  ** {s.warning} **" if s.warning else "")
+            for s in sources
+        ]
+        while True:
+            idx = self.pick(
+                "Restore which snapshot?", [*labels, f"The newest before a time ({timezone})"]
+            )
+            try:
+                if idx < len(sources):
+                    return self.bot.replan(ref, self.actor, snapshot=sources[idx].name)
+                when = parse_restore_time(
+                    self.ask(f"Restore to (YYYY-MM-DD HH:MM, {timezone}):"), timezone
+                )
+                return self.bot.replan(ref, self.actor, restore_to=when)
+            except RollbotError as exc:
+                self.say(f"Cannot restore that: {exc}")
 
     def _show_plan(self, incident) -> None:
         self.say(f"Plan for {incident.ref} ({incident.method}):")

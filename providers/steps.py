@@ -2,4 +2,5 @@
 
 import providers.drizzle.steps
 import providers.postgres.steps
-import providers.postgres.triage_step  # noqa: F401
+import providers.postgres.triage_step
+import providers.postgres.undo_step  # noqa: F401

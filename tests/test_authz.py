@@ -45,6 +45,7 @@ ATTEMPTS: dict[Action, Attempt] = {
     Action.ROOT_CAUSE: lambda b, i, who: b.record_root_cause(i, who, "a bad migration"),
     Action.CANCEL: lambda b, i, who: b.cancel(i, who),
     Action.RESOLVE: lambda b, i, who: b.resolve(i, who, confirm_unticked=True),
+    Action.UNDO: lambda b, i, who: b.open_undo(i, who),
 }
 
 

@@ -25,7 +25,7 @@ def test_alembic_upgrades_empty_database_and_is_idempotent(state_url: str) -> No
     } <= store.tables()
     store.upgrade()  # second upgrade is a no-op
     with store.engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0003"
     store.dispose()
 
 

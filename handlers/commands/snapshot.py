@@ -3,7 +3,8 @@
 Takes a snapshot into the environment's backups location with a progress bar
 on stderr, verifies it, prints its manifest summary and applies the retention
 rules. ``--list`` shows what is stored, ``--verify NAME`` re-checks one,
-``--prune`` applies retention alone.
+``--prune`` applies retention alone, to the snapshots and to the databases swap
+restores kept (``<db>_before_restore_<time>``, never the newest).
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     action = p.add_mutually_exclusive_group()
     action.add_argument("--list", action="store_true", help="list stored snapshots, newest first")
     action.add_argument("--verify", metavar="SNAPSHOT", help="verify one stored snapshot")
-    action.add_argument("--prune", action="store_true", help="apply the retention rules only")
+    action.add_argument(
+        "--prune",
+        action="store_true",
+        help="apply the retention rules only, to snapshots and to the databases restores kept",
+    )
     p.add_argument(
         "--format",
         choices=list(FORMATS),
@@ -79,6 +84,12 @@ class ProgressBar:
         self.stream.write(("\r" if self.tty else "") + text + ("" if self.tty else "\n"))
         self.stream.flush()
         self.drawn = True
+
+    def abandon(self) -> None:
+        """End a half-drawn bar's line, so the error that follows stands on a line of its own."""
+        if self.tty and self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
 
     def finish(self, done: int) -> None:
         if self.total:
@@ -137,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
             print(redact(line), file=out)
         return 0
     if args.prune:
-        return _prune(env, storage, dry_run=args.dry_run)
+        _prune(env, storage, dry_run=args.dry_run)
+        return _prune_kept_databases(env, dry_run=args.dry_run)
     url = env.database_url()
     previous = next(
         (s for s in list_snapshots(storage) if s.format == args.format and s.manifest), None
@@ -145,14 +157,19 @@ def run(args: argparse.Namespace) -> int:
     bar = None
     if not args.no_progress:
         bar = ProgressBar(sys.stderr, previous.size if previous else None, "snapshot")
-    snap = create_snapshot(
-        url,
-        storage,
-        format=args.format,
-        jobs=args.jobs,
-        migrations_table=env.migrations_table,
-        progress=bar,
-    )
+    try:
+        snap = create_snapshot(
+            url,
+            storage,
+            format=args.format,
+            jobs=args.jobs,
+            migrations_table=env.migrations_table,
+            progress=bar,
+        )
+    except BaseException:
+        if bar:
+            bar.abandon()
+        raise
     if bar:
         bar.finish(snap.size)
     print(f"snapshot written and verified: {snap.name} in {redact(storage.location)}", file=out)
@@ -178,4 +195,22 @@ def _prune(env: EnvironmentConfig, storage: BackupStorage, *, dry_run: bool) -> 
         + (f"; newest verified: {result.protected}" if result.protected else ""),
         file=sys.stdout,
     )
+    return 0
+
+
+def _prune_kept_databases(env: EnvironmentConfig, *, dry_run: bool) -> int:
+    """The same retention for the ``<db>_before_restore_<time>`` databases restores kept
+    (never the newest): the plan first, then the drops."""
+    if env.provider != "postgres":
+        return 0
+    from providers.postgres.kept import drop_kept, plan_kept_retention
+
+    url = env.database_url()
+    plan = plan_kept_retention(url, env.retention.keep_last, env.retention.keep_days)
+    verb = "would drop" if dry_run else "dropping"
+    for kept in plan.drop:
+        print(f"retention: {verb} kept database {kept.name} ({human_size(kept.size)})")
+    if not dry_run:
+        drop_kept(url, plan)
+    print(f"retention: kept {len(plan.keep)} database(s) from earlier restores")
     return 0

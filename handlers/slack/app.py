@@ -75,9 +75,10 @@ def _too_long(text: str) -> str:
 
 def _ordering_id(action_id: str, value: str | None, block_id: str) -> tuple[int | None, str]:
     """The incident the click claims (for ordering only; the worker checks it) and its nonce."""
-    if action_id.startswith("rb_tick:"):
+    if action_id.startswith(("rb_tick:", "rb_source:")):
+        which = action_id.partition(":")[2] if action_id.startswith("rb_tick:") else "source"
         try:  # unsealed here: the worker checks the seal
-            return checklist_incident(block_id, action_id.partition(":")[2], None), ""
+            return checklist_incident(block_id, which, None), ""
         except RollbotError:
             return None, ""
     try:
@@ -183,6 +184,8 @@ def build_app(
             value=action.value,
             block_id=action.block_id,
             selected=[o.value for o in action.selected_options or []],
+            selected_option=action.selected_option.value if action.selected_option else None,
+            selected_time=action.selected_date_time,
             channel=channel,
             message_channel=message_channel,
             message_ts=message_ts,

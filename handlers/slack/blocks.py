@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.lifecycle import State
+from bot.methods import method_title
 from bot.models import ChecklistTick, Incident, Step
 from bot.redact import redact
 from bot.runbook import RUNBOOK, Choice, DecisionNode
-from bot.steps import Plan
-from handlers.slack.metadata import ActionValue, ValueSigner, checklist_block_id
+from bot.steps import Plan, RestoreSource
+from handlers.slack.metadata import ActionValue, ValueSigner, checklist_block_id, source_block_id
 
 Block = dict[str, Any]
 SECTION_LIMIT = 2900
@@ -146,6 +147,9 @@ class CardView:
     approvers: Sequence[str] = ()
     ticks: dict[str, ChecklistTick] = field(default_factory=dict)
     signer: ValueSigner | None = None  # None only in tests that render without a worker
+    sources: Sequence[RestoreSource] = ()  # what the plan's restore could restore from
+    timezone: str = "UTC"
+    undoable: str | None = None  # the database a finished restore kept (Undo swaps it back)
 
 
 def _value(view: CardView, arg: str = "", **kw: Any) -> ActionValue:
@@ -186,6 +190,41 @@ def _options_blocks(view: CardView) -> list[Block]:
             )
         )
     return out
+
+
+MAX_OPTIONS = 100  # Block Kit: a static_select holds at most 100 options
+OPTION_TEXT = 75  # ... each with at most 75 characters of text
+
+
+def _source_option(source: RestoreSource) -> Block:
+    text = f"{source.label}{' ⚠ safety' if source.warning else ''}"
+    return {"text": {"type": "plain_text", "text": _clip(text, OPTION_TEXT)}, "value": source.name}
+
+
+def _source_blocks(view: CardView) -> list[Block]:
+    """Pick another snapshot or a restore time; either draws the plan up again."""
+    chosen = next((s for s in view.sources if s.chosen), None)
+    options = [_source_option(s) for s in view.sources[:MAX_OPTIONS]]
+    select: Block = {
+        "type": "static_select",
+        "action_id": "rb_source:snapshot",
+        "placeholder": {"type": "plain_text", "text": "Restore another snapshot"},
+        "options": options,
+    }
+    if chosen is not None:
+        select["initial_option"] = _source_option(chosen)
+    picker: Block = {"type": "datetimepicker", "action_id": "rb_source:time"}
+    note = f"*Restores:* {chosen.name} ({chosen.label})" if chosen else "*Restores:* (none chosen)"
+    if chosen is not None and chosen.warning:
+        note += f"\n:warning: *{chosen.warning}*"
+    hint = (
+        "Pick another snapshot, or a restore time (your Slack time zone; rollbot restores the "
+        "newest snapshot before it). The plan is drawn up again and approvals start over."
+    )
+    return [
+        section(f"{note}\n_{hint}_"),
+        actions(source_block_id(view.incident.id, view.signer), [select, picker]),
+    ]
 
 
 def _steps_text(incident: Incident) -> str:
@@ -256,8 +295,10 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
         State.RESOLVED.value,
     ):
         plans = "\n".join(f"{s.seq}. {s.plan_text}" for s in sorted(inc.steps, key=lambda s: s.seq))
-        blocks.append(section(f"*Plan: {RUNBOOK.method(inc.method).title}*\n```{plans}```"))
+        blocks.append(section(f"*Plan: {method_title(inc.method)}*\n```{plans}```"))
         blocks.append(section(f"*Steps*\n{_steps_text(inc)}"))
+    if view.sources and state in (State.METHOD_CHOSEN.value, State.AWAITING_APPROVAL.value):
+        blocks += _source_blocks(view)
     if state == State.METHOD_CHOSEN.value:
         if view.approvals_needed:
             blocks.append(
@@ -307,6 +348,19 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
         blocks += _checklist_block(view, "before")
         if state in (State.RUNNING.value, State.VERIFYING.value, State.FAILED.value):
             blocks += _checklist_block(view, "after")
+    if view.undoable and state in (State.VERIFYING.value, State.RESOLVED.value):
+        blocks.append(
+            section(
+                f"The state before the restore is kept as `{view.undoable}`. *Undo restore* "
+                "opens an incident that swaps it back (its own plan and approvals)."
+            )
+        )
+        blocks.append(
+            actions(
+                "rb_undo",
+                [button("Undo restore", "undo", "go", _value(view), view.signer)],
+            )
+        )
     if inc.root_cause:
         blocks.append(section(f"*Root cause:* {inc.root_cause}\n{inc.notes or ''}"))
     if not closed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.audit import format_timeline, timeline
 from bot.authz import Action
@@ -19,6 +19,7 @@ from bot.lifecycle import State
 from bot.models import Incident
 from bot.runbook import RUNBOOK, DecisionNode
 from bot.service import Rollbot
+from bot.steps import RestoreSource
 from handlers.runtime import Runtime
 from handlers.slack import blocks
 from handlers.slack.metadata import ValueSigner, new_nonce
@@ -79,7 +80,19 @@ class IncidentFlows:
             view.approvals_valid, view.approvals_needed = len(valid), policy.min_approvals
             view.approvers = [a.approver for a in valid]
         view.ticks = self.bot.ticks(incident.id)
+        if incident.state in (State.VERIFYING.value, State.RESOLVED.value):
+            view.undoable = self.bot.undoable(incident)
+        if incident.state in (State.METHOD_CHOSEN.value, State.AWAITING_APPROVAL.value):
+            view.sources = self._sources(incident.id)
+            view.timezone = self.settings.business_hours.timezone
         return view
+
+    def _sources(self, incident_id: int) -> list[RestoreSource]:
+        try:
+            return self.bot.restore_sources(incident_id)
+        except RollbotError as exc:  # the backups folder is unreachable: the card still renders
+            log.warning("INC-%s: cannot list restore sources: %s", incident_id, exc)
+            return []
 
     def _method_options(
         self, incident: Incident, method_ids: tuple[str, ...]
@@ -166,6 +179,40 @@ class IncidentFlows:
     def choose(self, user: str, incident_id: int, method: str) -> None:
         self.bot.choose_method(incident_id, method, user)
         self.refresh(incident_id)
+
+    def pick_source(
+        self,
+        user: str,
+        incident_id: int,
+        snapshot: str | None = None,
+        restore_to: datetime | None = None,
+    ) -> None:
+        """Re-plan with another snapshot or restore time; approvals start over."""
+        self.bot.check_allowed(incident_id, user, Action.CHOOSE)  # before reading anything
+        if snapshot is not None and snapshot not in {
+            s.name for s in self.bot.restore_sources(incident_id)
+        }:
+            raise RollbotError(f"{snapshot[:80]!r} is not a snapshot this incident can restore")
+        incident = self.bot.replan(incident_id, user, snapshot=snapshot, restore_to=restore_to)
+        self.refresh(incident_id)
+        restore = next((st for st in incident.steps if "snapshot" in st.params), None)
+        picked = restore.params.get("snapshot") if restore else None
+        when = f" (newest before {restore_to:%Y-%m-%d %H:%M} UTC)" if restore_to else ""
+        self.say(
+            incident,
+            f":arrows_counterclockwise: <@{user}> changed the restore of {incident.ref} to "
+            f"{picked}{when}; the plan was drawn up again and approvals start over.",
+        )
+
+    def undo(self, user: str, incident_id: int) -> None:
+        """Open the follow-up incident that swaps the kept database back, in its own thread."""
+        undo = self.ensure_thread(self.bot.open_undo(incident_id, user, source="slack"))
+        link = blocks.thread_link(undo.chat_channel, undo.chat_thread)
+        self.say(
+            self.bot.get(incident_id),
+            f":leftwards_arrow_with_hook: <@{user}> opened {undo.ref} to undo this restore: "
+            f"<{link}|its thread> (plan, approvals and run there).",
+        )
 
     def request_approval(self, user: str, incident_id: int) -> None:
         incident = self.bot.request_approval(incident_id, user)

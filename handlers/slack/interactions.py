@@ -36,9 +36,12 @@ BUTTONS: dict[str, Interaction] = {
     "rb_step:skip": Interaction("step", Action.SKIP_STEP, "Skip"),
     "rb_step:abandon": Interaction("step", Action.ABANDON_STEP, "Abandon"),
     "rb_tick": Interaction("tick", Action.TICK, "checklist tick"),
+    "rb_source:snapshot": Interaction("source", Action.CHOOSE, "choice of snapshot"),
+    "rb_source:time": Interaction("source", Action.CHOOSE, "choice of restore time"),
     "rb_root_cause": Interaction("root_cause_open", Action.ROOT_CAUSE, "Root cause button"),
     "rb_resolve": Interaction("resolve", Action.RESOLVE, "Resolve"),
     "rb_cancel": Interaction("cancel", Action.CANCEL, "Cancel"),
+    "rb_undo": Interaction("undo", Action.UNDO, "Undo restore"),
 }
 VIEWS: dict[str, Interaction] = {
     "rb_root_cause": Interaction("root_cause_submit", Action.ROOT_CAUSE, "root cause"),
@@ -49,4 +52,5 @@ ACTION_ID = re.compile(r"^rb_[a-z_]+(:.*)?$")
 def button(action_id: str) -> Interaction | None:
     """The interaction an action id means, or None (not one of rollbot's buttons)."""
     verb, _, suffix = action_id.partition(":")
-    return BUTTONS.get(f"{verb}:{suffix}") or (BUTTONS.get(verb) if verb != "rb_step" else None)
+    exact = BUTTONS.get(f"{verb}:{suffix}")
+    return exact or (BUTTONS.get(verb) if verb not in ("rb_step", "rb_source") else None)

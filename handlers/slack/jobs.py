@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from bot.authz import Action
@@ -24,7 +24,7 @@ from bot.request_context import MAX_WAIT, RequestContext, handling
 from handlers.runtime import Runtime
 from handlers.slack import blocks, interactions
 from handlers.slack.flows import IncidentFlows
-from handlers.slack.metadata import ActionValue, checklist_incident
+from handlers.slack.metadata import ActionValue, checklist_incident, source_incident
 from handlers.slack.poster import SlackPoster
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,11 @@ class SlackJobs:
             "approve": lambda i, r: flows.approve(i.actor, self._bound(i)),
             "run": lambda i, r: flows.run(i.actor, self._bound(i)),
             "cancel": lambda i, r: flows.cancel(i.actor, self._bound(i)),
+            "undo": lambda i, r: flows.undo(i.actor, self._bound(i)),
             "resolve": self._resolve,
             "step": self._step,
             "tick": self._tick,
+            "source": self._source,
             "root_cause_open": self._root_cause_open,
             "root_cause_submit": self._root_cause_submit,
             "step_interrupted": self._interrupted,
@@ -244,6 +246,28 @@ class SlackJobs:
             self.bot.refuse(None, item.actor, "Slack tick", TamperedRequestError(str(exc)))
         incident_id = self._bound(item, claimed)
         self.flows.set_ticks(item.actor, incident_id, which, set(p.get("selected") or []))
+
+    def _source(self, item: InboxItem, reply: ReplyTo) -> None:
+        """A snapshot or restore time picked on the card: bound by its sealed block."""
+        p = item.payload
+        try:
+            claimed = source_incident(str(p.get("block_id") or ""), self.flows.signer)
+        except RollbotError as exc:
+            self.bot.refuse(
+                None, item.actor, "Slack restore choice", TamperedRequestError(str(exc))
+            )
+        incident_id = self._bound(item, claimed)
+        if p.get("action_id") == "rb_source:snapshot":
+            picked = p.get("selected_option")
+            if not isinstance(picked, str) or not picked:
+                raise RollbotError("no snapshot was picked; nothing changed")
+            self.flows.pick_source(item.actor, incident_id, snapshot=picked)
+            return
+        moment = p.get("selected_time")
+        if not isinstance(moment, int):
+            raise RollbotError("no restore time was picked; nothing changed")
+        when = datetime.fromtimestamp(moment, UTC)
+        self.flows.pick_source(item.actor, incident_id, restore_to=when)
 
     def _root_cause_open(self, item: InboxItem, reply: ReplyTo) -> None:
         incident_id = self._bound(item)

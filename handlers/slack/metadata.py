@@ -101,8 +101,17 @@ def checklist_incident(block_id: str, which: str, signer: ValueSigner | None) ->
     if not parts[2].isdigit() or len(parts[2]) > 9:
         raise RollbotError("this checklist is not rollbot's; use the incident's card")
     if signer is not None and not signer.holds(f"rb_tick:{which}", parts[2], parts[3]):
-        raise TamperedRequestError("this checklist was changed on its way back; nothing was done")
+        raise TamperedRequestError("this block was changed on its way back; nothing was done")
     return int(parts[2])
+
+
+def source_block_id(incident_id: int, signer: ValueSigner | None) -> str:
+    """The block of a card's snapshot and restore-time pickers, sealed like a checklist's."""
+    return checklist_block_id("source", incident_id, signer)
+
+
+def source_incident(block_id: str, signer: ValueSigner | None) -> int:
+    return checklist_incident(block_id, "source", signer)
 
 
 def _row_id(value: object) -> int:

@@ -60,6 +60,8 @@ class BlockAction(_Payload):
     block_id: Short = ""
     value: Annotated[str, StringConstraints(max_length=2000)] | None = None
     selected_options: Annotated[list[Option], Field(max_length=10)] | None = None
+    selected_option: Option | None = None  # static_select
+    selected_date_time: Annotated[int, Field(ge=0, lt=2**40)] | None = None  # datetimepicker
     action_ts: Short = ""
 
 

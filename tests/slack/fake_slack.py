@@ -44,6 +44,31 @@ class Call:
     at: float = field(default_factory=time.monotonic)
 
 
+ELEMENTS = {"button", "checkboxes", "static_select", "datetimepicker"}
+
+
+def _element_problems(e: dict[str, Any]) -> list[str]:
+    """Block Kit's rules for the interactive elements rollbot renders (api.slack.com/reference/
+    block-kit/block-elements): option counts and lengths, initial values among the options."""
+    kind = e.get("type")
+    if kind not in ELEMENTS:
+        return [f"unknown element type {kind!r}"]
+    if kind == "static_select":
+        options = e.get("options", [])
+        problems = [] if 1 <= len(options) <= 100 else ["static_select needs 1..100 options"]
+        for o in options:
+            if o.get("text", {}).get("type") != "plain_text" or len(o["text"]["text"]) > 75:
+                problems.append("select option text must be plain_text of at most 75 characters")
+            if not 1 <= len(o.get("value", "")) <= 150:
+                problems.append("select option value must have 1..150 characters")
+        if "initial_option" in e and e["initial_option"] not in options:
+            problems.append("initial_option is not one of the options")
+        return problems
+    if kind == "datetimepicker" and not isinstance(e.get("initial_date_time", 0), int):
+        return ["datetimepicker initial_date_time must be a UNIX timestamp"]
+    return []
+
+
 def _block_problems(blocks: Any) -> list[str]:
     if not isinstance(blocks, list):
         return ["blocks is not an array"]
@@ -69,6 +94,7 @@ def _block_problems(blocks: Any) -> list[str]:
                     problems.append("checkboxes need 1..10 options")
                 if e.get("type") == "button" and len(e.get("text", {}).get("text", "")) > 75:
                     problems.append("button text over 75 characters")
+                problems += _element_problems(e)
     if len(action_ids) != len(set(action_ids)):
         problems.append("duplicate action_id in one message")
     return problems

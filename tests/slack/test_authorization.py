@@ -15,7 +15,7 @@ from handlers.slack import interactions
 from handlers.slack.app import build_app, registered_listeners
 from handlers.slack.client import make_web_client
 from handlers.slack.flows import SIGNING_KEY
-from handlers.slack.metadata import ActionValue, ValueSigner, checklist_block_id
+from handlers.slack.metadata import ActionValue, ValueSigner, checklist_block_id, source_block_id
 from tests.slack.conftest import MALLORY, REQUESTER
 from tests.slack.driver import Card, SlackDriver
 from tests.slack.fake_slack import BOT_TOKEN
@@ -82,6 +82,14 @@ def _sealed_click(d: SlackDriver, card: Card, action_id: str) -> dict[str, Any]:
             "action_id": "rb_tick:before",
             "block_id": checklist_block_id("before", card.incident_id, signer),
             "selected_options": [{"value": "before.snapshot"}],
+        }
+    elif action_id.startswith("rb_source:"):
+        action = {
+            "type": "static_select" if action_id.endswith("snapshot") else "datetimepicker",
+            "action_id": action_id,
+            "block_id": source_block_id(card.incident_id, signer),
+            "selected_option": {"value": "snapshot-20260101-000000"},
+            "selected_date_time": 1767225600,
         }
     else:
         if ":" not in action_id:

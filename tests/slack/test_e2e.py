@@ -15,7 +15,7 @@ from bot.runbook import RUNBOOK
 from providers.postgres.snapshot import create_snapshot
 from providers.postgres.steps import storage_of
 from tests.slack.conftest import ALICE, BOB, REQUESTER
-from tests.slack.driver import SlackDriver
+from tests.slack.driver import SlackDriver, blocks_text
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -127,3 +127,15 @@ def test_restore_from_snapshot_end_to_end(driver: SlackDriver, prod_db: str) -> 
     )
     kinds = [e.kind for e in d.audit(card.incident_id)]
     assert kinds.count("approval") == 1 and "checklist" in kinds and "note" in kinds
+    if transport != "HttpTransport":
+        return
+    # Undo: its own incident and thread, with its own plan (nothing runs unapproved).
+    kept = d.bot.undoable(incident)
+    assert kept and kept in blocks_text(d.blocks(card))
+    d.click(REQUESTER, card, "rb_undo")
+    undo = d.wait_card_for(f"Undo the restore of INC-{card.incident_id}")
+    text = d.wait_state(undo, "method_chosen")
+    assert kept in text and "rb_request_approval" in text
+    assert _balances(prod_db) == (500, 100)
+    d.click(REQUESTER, undo, "rb_cancel")
+    d.wait_state(undo, "cancelled")

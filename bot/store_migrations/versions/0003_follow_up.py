@@ -1,0 +1,23 @@
+"""An incident can follow up another one (an undo of its restore).
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("incidents") as batch:
+        batch.add_column(sa.Column("follows_id", sa.Integer, nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("incidents") as batch:
+        batch.drop_column("follows_id")
