@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -52,6 +53,16 @@ def _env_var_name(value: str) -> str:
 EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
 
 
+def _env_name(value: str) -> str:
+    if not re.match(r"^[a-z0-9][a-z0-9_-]*$", value):
+        raise ValueError(f"environment names must be lowercase words, not {value!r}")
+    return value
+
+
+# Checked as the key of [environments.NAME], beside its values' problems, not after them.
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
 class SlackConfig(_Strict):
     incidents_channel: str = "#incidents"
     devops_channel: str = "#devops-team"
@@ -78,11 +89,35 @@ class ApprovalTierConfig(_Strict):
     groups: tuple[str, ...] | None = None
 
 
+class ProductionApprovalConfig(ApprovalTierConfig):
+    """Production's policy. Its safety rules are checked field by field, not after the
+    whole section is valid, so ``check-config`` reports them with every other problem."""
+
+    requester_may_approve: bool = False
+
+    @field_validator("requester_may_approve")
+    @classmethod
+    def _second_person(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "must be false in production (runbook safety rule: someone other than the "
+                "requester approves)"
+            )
+        return value
+
+    @field_validator("min_approvals")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1 in production")
+        return value
+
+
 def _default_approval_tiers() -> dict[str, ApprovalTierConfig]:
     return {
         "development": ApprovalTierConfig(min_approvals=0, requester_may_approve=True),
         "staging": ApprovalTierConfig(min_approvals=1, requester_may_approve=True),
-        "production": ApprovalTierConfig(min_approvals=1, requester_may_approve=False),
+        "production": ProductionApprovalConfig(min_approvals=1, requester_may_approve=False),
     }
 
 
@@ -93,15 +128,7 @@ class ApprovalsConfig(_Strict):
     groups: tuple[str, ...] = ()
     development: ApprovalTierConfig = _default_approval_tiers()["development"]
     staging: ApprovalTierConfig = _default_approval_tiers()["staging"]
-    production: ApprovalTierConfig = _default_approval_tiers()["production"]
-
-    @model_validator(mode="after")
-    def _production_needs_a_second_person(self) -> ApprovalsConfig:
-        if self.production.requester_may_approve:
-            raise ValueError("production.requester_may_approve must be false (runbook safety rule)")
-        if self.production.min_approvals < 1:
-            raise ValueError("production.min_approvals must be at least 1")
-        return self
+    production: ProductionApprovalConfig = ProductionApprovalConfig()
 
     def for_tier(self, tier: Tier) -> ApprovalTierConfig:
         return getattr(self, tier)
@@ -131,11 +158,14 @@ class BusinessHoursConfig(_Strict):
             raise ValueError(f"unknown day(s) {', '.join(bad)}; use {', '.join(WEEKDAYS)}")
         return tuple(d.lower() for d in value)
 
-    @model_validator(mode="after")
-    def _start_before_end(self) -> BusinessHoursConfig:
-        if self.start >= self.end:
-            raise ValueError(f"start {self.start} must be before end {self.end}")
-        return self
+    @field_validator("end")
+    @classmethod
+    def _start_before_end(cls, value: time, info: ValidationInfo) -> time:
+        # A field check (not a model one) so it is reported with a bad timezone or day.
+        start = info.data.get("start")
+        if start is not None and start >= value:
+            raise ValueError(f"start {start} must be before end {value}")
+        return value
 
     def is_open(self, moment: datetime) -> bool:
         """True during business hours (then notify #devops-team; otherwise page on-call)."""
@@ -197,6 +227,26 @@ class CloudSqlConfig(_Strict):
     api_url: str = "https://sqladmin.googleapis.com/"
 
 
+def missing_provider_section(provider: object, sections: dict[str, Any]) -> str | None:
+    """The cloud section a provider needs, if absent (also run on the raw file, see below)."""
+    if provider in ("neon", "rds", "cloudsql") and sections.get(str(provider)) is None:
+        return f"provider {provider!r} needs a [{provider}] section"
+    return None
+
+
+def _unchecked_provider_sections(source: str, data: dict[str, Any]) -> list[str]:
+    """The provider-section rule for environments pydantic never got to check as a whole
+    (it runs a model rule only when every field is valid): reported in the same pass."""
+    envs = data.get("environments")
+    out = []
+    for name, env in envs.items() if isinstance(envs, dict) else ():
+        if isinstance(env, dict):
+            problem = missing_provider_section(env.get("provider", "postgres"), env)
+            if problem:
+                out.append(f"{source}: environments.{name}: {problem}")
+    return out
+
+
 class EnvironmentConfig(_Strict):
     name: str = ""
     tier: Tier
@@ -222,8 +272,10 @@ class EnvironmentConfig(_Strict):
 
     @model_validator(mode="after")
     def _provider_section(self) -> EnvironmentConfig:
-        if self.provider in ("neon", "rds", "cloudsql") and getattr(self, self.provider) is None:
-            raise ValueError(f"provider {self.provider!r} needs a [{self.provider}] section")
+        sections = {k: getattr(self, k) for k in ("neon", "rds", "cloudsql")}
+        problem = missing_provider_section(self.provider, sections)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def database_url(self) -> str:
@@ -260,7 +312,7 @@ class Settings(BaseSettings):
     business_hours: BusinessHoursConfig = BusinessHoursConfig()
     pagerduty: PagerDutyConfig = PagerDutyConfig()
     cli: CliConfig = CliConfig()
-    environments: dict[str, EnvironmentConfig] = Field(default_factory=dict)
+    environments: dict[EnvName, EnvironmentConfig] = Field(default_factory=dict)
     source: str = "embedded default"
 
     @classmethod
@@ -277,9 +329,6 @@ class Settings(BaseSettings):
     @field_validator("environments")
     @classmethod
     def _named(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
-        bad = [n for n in value if not re.match(r"^[a-z0-9][a-z0-9_-]*$", n)]
-        if bad:
-            raise ValueError(f"environment names must be lowercase words: {', '.join(bad)}")
         return {n: e.model_copy(update={"name": n}) for n, e in value.items()}
 
     def environment(self, name: str | None) -> EnvironmentConfig:
@@ -323,7 +372,7 @@ def default_config_path() -> Path | None:
 
 
 def _format_error(source: str, err: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("function-after",))
+    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("function-after", "[key]"))
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown setting (check spelling; secrets go in env vars, named by *_env settings)"
@@ -390,6 +439,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         settings = Settings(**data, source=source)
     except ValidationError as exc:
         problems += [_format_error(source, e) for e in exc.errors()]
+        problems += [p for p in _unchecked_provider_sections(source, data) if p not in problems]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

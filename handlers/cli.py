@@ -3,18 +3,22 @@
 Each module in ``handlers/commands/`` exposes ``register(subparsers)`` and sets
 ``func`` on its parser; ``func(args)`` returns the exit code. Any
 :class:`~bot.errors.RollbotError` becomes one line on stderr and exit code 2,
-never a stack trace.
+never a stack trace. A reader that stops early (``rollbot show INC | head -1``)
+ends the command quietly with exit 0, as other Unix tools do.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import os
 import pkgutil
 import sys
+import tomllib
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 import handlers.commands
 from bot.errors import ConfigError, RollbotError
@@ -23,11 +27,24 @@ from bot.request_context import RequestContext, handling
 from handlers.runtime import os_user
 
 
+def version() -> str:
+    """The installed package's version; from pyproject.toml when run from a bare checkout."""
+    try:
+        return importlib.metadata.version("rollbot")
+    except importlib.metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rollbot",
         description="Run the database rollback runbook from a terminal or Slack.",
     )
+    parser.add_argument("--version", action="version", version=f"rollbot {version()}")
     parser.add_argument(
         "--config",
         metavar="PATH",
@@ -48,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with handling(RequestContext(via=f"cli (os user {os_user()})")):
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"rollbot: {redact(problem)}", file=sys.stderr)
@@ -68,6 +89,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _reader_went_away() -> int:
+    """The reader closed the pipe: stop quietly (Python's documented recipe).
+
+    stdout is pointed at /dev/null so the interpreter's final flush of what is still
+    buffered does not raise again; 0 because the reader got all it asked for.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (captured in tests)
+        pass
+    finally:
+        os.close(devnull)
+    return 0
 
 
 if __name__ == "__main__":

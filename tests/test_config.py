@@ -34,7 +34,7 @@ tier = "staging"
 def test_example_file_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(REPO / "rollbot.example.toml")]) == 0
     out = capsys.readouterr().out
-    assert "OK" in out and "production (production, rds)" in out
+    assert "OK" in out and "production:  production (rds)" in out
 
 
 def test_broken_file_lists_every_problem_one_line_each(
@@ -48,7 +48,7 @@ def test_broken_file_lists_every_problem_one_line_each(
     assert all(line.startswith("rollbot: ") for line in err)
     for expected in (
         "database_url_in_file: looks like a secret",
-        "requester_may_approve must be false",
+        "approvals.production.requester_may_approve: must be false",
         "unknown time zone 'Mars/Olympus'",
         "funday",
         "environments.production.tier",

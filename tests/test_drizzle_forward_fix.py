@@ -38,11 +38,11 @@ def test_lists_statements_it_cannot_reverse_by_file_and_position(
     folder = make_folder(tmp_path, FILES)
     before = snapshot(folder)
     assert main(["forward-fix", "draft", "--migrations", str(folder)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert 'ALTER TABLE "users" DROP COLUMN "new_column";' in out
-    assert "NEEDS A PERSON: 0001_backfill.sql statement 2 (line 3): an UPDATE backfill" in out
-    assert "NEEDS A PERSON: 0001_backfill.sql statement 3 (line 5): a DO block" in out
-    assert "nothing written" in out
+    assert "-- NEEDS A PERSON: 0001_backfill.sql statement 2 (line 3): an UPDATE backfill" in out
+    assert "-- NEEDS A PERSON: 0001_backfill.sql statement 3 (line 5): a DO block" in out
+    assert "nothing written" in err and "nothing written" not in out  # stdout is only SQL
     assert snapshot(folder) == before  # nothing written without --write
 
 
@@ -54,8 +54,8 @@ def test_write_adds_next_migration_and_prints_commit_message(
     shutil.copytree(SAMPLES / "vercel__ai-chatbot", folder)
     apply_migrations(pg_url, read_journal(folder))
     assert main(["forward-fix", "draft", "--migrations", str(folder), "--write"]) == 0
-    out = capsys.readouterr().out
-    assert "commit message: revert: rollback migration 0008 - drop column Chat.lastContext" in out
+    err = capsys.readouterr().err  # what was done goes to stderr; stdout stays the SQL
+    assert "commit message: revert: rollback migration 0008 - drop column Chat.lastContext" in err
     journal = read_journal(folder)
     new = journal.newest
     assert new.tag == "0009_revert_0008_flat_forgotten_one" and new.idx == 9

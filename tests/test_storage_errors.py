@@ -27,12 +27,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from rich.console import Console
 
 import providers.postgres.snapshot as snapshot_module
 import providers.storage as storage_module
 from bot.errors import RollbotError
 from handlers.cli import main
-from handlers.commands.snapshot import ProgressBar
+from handlers.progress import TransferProgress
 from providers.postgres.cluster import ThrowawayCluster
 from providers.postgres.restore import restore_snapshot
 from providers.postgres.snapshot import create_snapshot
@@ -257,16 +258,15 @@ def test_callers_own_os_error_is_not_blamed_on_the_storage(tmp_path: Path) -> No
     assert files_in(storage.root) == []
 
 
-def test_progress_bar_line_is_ended_before_the_error() -> None:
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    stream = Tty()
-    bar = ProgressBar(stream, None, "snapshot")
+def test_progress_display_is_ended_before_the_error() -> None:
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=100)
+    bar = TransferProgress(stream, None, "snapshot", console=console)
     bar(1024)
     bar.abandon()
-    assert stream.getvalue().startswith("\rsnapshot 1.0 KB") and stream.getvalue().endswith("\n")
+    text = stream.getvalue()
+    assert "snapshot" in text and "1.0 KB" in text
+    assert "\n" in text.rsplit("1.0 KB", 1)[1]  # the bar's line is ended
 
 
 # --------------------------------------------------------------------------- rollbot snapshot

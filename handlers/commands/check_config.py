@@ -1,10 +1,15 @@
-"""``rollbot check-config``: every problem of the configuration, one line each."""
+"""``rollbot check-config``: every problem of the configuration, one line each, in one pass.
+
+Problems go to stderr (``rollbot: FILE: WHERE: WHAT``) and exit 2; a valid file
+prints a summary, with the environments of each tier (several per tier mean
+``/rollback production`` asks which one).
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from bot.config import load_settings, unset_env_vars
+from bot.config import TIERS, Settings, load_settings, unset_env_vars
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
         for name in missing:
             print(f"rollbot: {settings.source}: {name} is not set")
         return 2
-    envs = ", ".join(f"{e.name} ({e.tier}, {e.provider})" for e in settings.environments.values())
     print(f"{settings.source}: OK")
-    print(f"  environments: {envs or 'none'}")
+    for line in tier_lines(settings):
+        print(line)
     print(
         f"  incidents: {settings.slack.incidents_channel}, devops: {settings.slack.devops_channel}"
     )
@@ -39,3 +44,13 @@ def run(args: argparse.Namespace) -> int:
     for name in missing:
         print(f"  note: {name} is not set in this shell")
     return 0
+
+
+def tier_lines(settings: Settings) -> list[str]:
+    """One line per tier: its environments with their providers, or none."""
+    lines = ["  environments by tier:"]
+    for tier in TIERS:
+        envs = settings.environments_in_tier(tier)
+        names = ", ".join(f"{e.name} ({e.provider})" for e in envs) or "none"
+        lines.append(f"    {tier + ':':<12} {names}")
+    return lines

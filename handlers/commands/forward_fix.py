@@ -2,8 +2,11 @@
 
 Prints the drafted reverse of the newest journal entry (or ``--entry``), its
 warnings, data-loss notes and every statement that needs a person (by file and
-position). Nothing is written without ``--write``; with it, the reverse becomes
-the next migration in the folder and the runbook's commit message is printed.
+position). stdout is only SQL (the notes are ``--`` comments), so
+``rollbot forward-fix draft > reverse.sql`` or ``| psql`` works; what rollbot did
+goes to stderr. Nothing is written without ``--write``; with it, the reverse
+becomes the next migration in the folder and the runbook's commit message is
+printed (on stderr).
 
 Old definitions: when ``--database-url``/``--env`` points at a database that
 has NOT run the migration yet, its live catalog is used (the most exact
@@ -13,6 +16,7 @@ source); otherwise the previous drizzle snapshot in ``meta/``.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from bot.errors import NotFoundError
 from bot.redact import redact
@@ -71,21 +75,39 @@ def draft_for(args: argparse.Namespace) -> tuple[Journal, JournalEntry, ReverseD
     return journal, entry, draft_reverse(journal, entry, before=before), notes
 
 
+def sql_comment(text: str) -> str:
+    """``text`` as ``--`` lines: a note travels with the SQL, and psql skips it."""
+    return "\n".join(f"-- {line}".rstrip() for line in text.splitlines() or [""])
+
+
+def draft_script(entry: JournalEntry, draft: ReverseDraft, notes: list[str]) -> str:
+    """The whole of stdout: valid SQL, every remark a comment (``draft ... | psql`` applies)."""
+    lines = [f"-- migration {entry.path.name} (idx {entry.idx}):"]
+    lines += [f"--   {line}".rstrip() for line in entry.sql.strip().splitlines()]
+    lines += [sql_comment(f"note: {note}") for note in notes]
+    lines.append(f"-- reverse of {draft.source}")
+    if draft.old_definitions_from:
+        lines.append(f"-- old definitions from {draft.old_definitions_from}")
+    lines.append(draft.sql.rstrip() or "-- (nothing to reverse mechanically)")
+    lines += [sql_comment(f"DATA LOSS: {note}") for note in draft.data_loss]
+    lines += [sql_comment(f"warning: {w}") for w in draft.warnings]
+    lines += [sql_comment(f"NEEDS A PERSON: {n}") for n in draft.needs_person]
+    return redact("\n".join(lines))
+
+
 def run_draft(args: argparse.Namespace) -> int:
     journal, entry, draft, notes = draft_for(args)
-    print(f"-- migration {entry.path.name} (idx {entry.idx}):")
-    print("\n".join(f"--   {line}" for line in entry.sql.strip().splitlines()))
-    for note in notes:
-        print(f"note: {redact(note)}")
-    print(redact(draft.render()))
+    print(draft_script(entry, draft, notes))
     if not args.write:
-        print("(nothing written; pass --write to add it as the next migration)")
+        print("(nothing written; pass --write to add it as the next migration)", file=sys.stderr)
         return 0
     written = write_revert(journal, entry, draft)
+    tell = sys.stderr  # what was done, for the person: stdout stays the SQL
     print(
-        f"wrote {written.entry.path} (journal idx {written.entry.idx}, when {written.entry.when})"
+        f"wrote {written.entry.path} (journal idx {written.entry.idx}, when {written.entry.when})",
+        file=tell,
     )
     for note in written.notes:
-        print(f"note: {note}")
-    print(f"commit message: {written.commit_message}")
+        print(f"note: {redact(note)}", file=tell)
+    print(f"commit message: {written.commit_message}", file=tell)
     return 0

@@ -5,29 +5,53 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TextIO
+
+from rich.progress import TaskID
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from bot.audit import format_timeline, timeline
 from bot.executor import NullSink
 from bot.models import Incident, Step
 from bot.runbook import RUNBOOK
-from bot.service import parse_ref
+from bot.service import Rollbot, parse_ref
 from bot.steps import StepResult
+from handlers.incident_json import audit_json, incident_json, show_json
+from handlers.jsonout import add_json_flag, emit
+from handlers.progress import LiveProgress, is_terminal
 from handlers.runtime import cli_actor, start_runtime
 
 
 class TerminalSink(NullSink):
-    """Step progress on stderr, results on stdout."""
+    """A line on stdout when a step starts and one when it ends; on a terminal, a live
+    display of the running step's progress on stderr (a log gets no progress lines)."""
+
+    def __init__(self, stream: TextIO | None = None, *, progress: bool = True) -> None:
+        stream = stream or sys.stderr
+        self.live = LiveProgress(stream) if progress and is_terminal(stream) else None
+        self.tasks: dict[int, TaskID] = {}
 
     def step_started(self, incident: Incident, step: Step) -> None:
         print(f"[{incident.ref}] step {step.seq}: {step.title} ...", flush=True)
+        if self.live is not None:
+            self.tasks[step.id] = self.live.add(f"step {step.seq}: {step.title}")
 
     def step_progress(self, incident: Incident, step: Step, text: str) -> None:
-        last = text.splitlines()[-1] if text else ""
-        print(f"    {last}", file=sys.stderr, flush=True)
+        task = self.tasks.get(step.id)
+        if self.live is not None and task is not None:
+            self.live.say(task, text)
 
     def step_finished(self, incident: Incident, step: Step, result: StepResult) -> None:
+        task = self.tasks.pop(step.id, None)
+        if self.live is not None and task is not None:
+            self.live.remove(task)
         mark = "ok" if result.ok else "FAILED"
         print(f"[{incident.ref}] step {step.seq} {mark}: {result.summary}", flush=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
 
 
 def add_actor_option(p: argparse.ArgumentParser) -> None:
@@ -42,10 +66,12 @@ def add_actor_option(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("incidents", help="list open incidents")
     p.add_argument("--all", action="store_true", help="include resolved and cancelled")
+    add_json_flag(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("audit", help="print an incident's timeline (audit trail)")
     p.add_argument("incident", help="incident id, e.g. INC-3")
+    add_json_flag(p)
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("request-approval", help="ask for approval of an incident's plan")
@@ -61,6 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="start an approved incident and run its steps here")
     p.add_argument("incident")
     add_actor_option(p)
+    p.add_argument(
+        "--no-progress", action="store_true", help="no live progress display on a terminal"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("tick", help="tick (or --untick) a checklist item")
@@ -95,12 +124,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("show", help="show an incident: state, plan, steps, approvals, checklists")
     p.add_argument("incident")
+    add_json_flag(p)
     p.set_defaults(func=cmd_show)
+
+
+def all_incidents(bot: Rollbot) -> list[Incident]:
+    """Open and closed, oldest first (``--all``: the core lists only open ones)."""
+    with bot.store.read() as session:
+        return list(
+            session.scalars(
+                select(Incident)
+                .options(selectinload(Incident.steps), selectinload(Incident.approvals))
+                .order_by(Incident.id)
+            )
+        )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     rt = start_runtime(args.config)
-    incidents = rt.bot.open_incidents()
+    incidents = all_incidents(rt.bot) if args.all else rt.bot.open_incidents()
+    if args.json:
+        emit({"incidents": [incident_json(i) for i in incidents]})
+        return 0
     if not incidents:
         print("no open incidents")
     for i in incidents:
@@ -114,7 +159,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     rt = start_runtime(args.config)
     incident = rt.bot.get(args.incident)
     with rt.bot.store.session() as session:
-        lines = format_timeline(timeline(session, incident.id))
+        events = list(timeline(session, incident.id))
+    if args.json:
+        emit(audit_json(incident, events))
+        return 0
+    lines = format_timeline(events)
     print(f"{incident.ref}: {incident.description or '(no description)'} [{incident.state}]")
     print("\n".join(lines))
     return 0
@@ -124,6 +173,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     rt = start_runtime(args.config)
     bot = rt.bot
     i = bot.get(args.incident)
+    if args.json:
+        emit(show_json(bot, i))
+        return 0
     print(
         f"{i.ref} [{i.state}] {i.environment or '-'} ({i.tier or '-'}) requested by {i.requester}"
     )
@@ -169,7 +221,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     incident = rt.bot.get(args.incident)
     if incident.state != "running":
         incident = rt.bot.start(args.incident, cli_actor(rt, args.actor))
-    incident = rt.executor.run_incident(incident.id, TerminalSink())
+    sink = TerminalSink(progress=not args.no_progress)
+    try:
+        incident = rt.executor.run_incident(incident.id, sink)
+    finally:
+        sink.close()
     print(f"{incident.ref} is {incident.state}")
     return 0 if incident.state in ("verifying", "resolved") else 1
 

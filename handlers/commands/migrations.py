@@ -5,6 +5,7 @@ checks (hash drift, backdated entries, orphan files). ``show`` prints the
 newest migrations with their SQL (the runbook's "identify the problematic
 change"). The folder, database and table come from ``--env`` (the config) or
 are given directly; explicit flags win over the environment's values.
+``status --json`` prints the comparison as one object (docs/cli-json.md).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bot.config import load_settings
 from bot.errors import NotFoundError, RollbotError
+from handlers.jsonout import add_json_flag, emit, iso_from_millis
 from providers.drizzle.apply import DEFAULT_TABLE
-from providers.drizzle.journal import Journal, read_journal
-from providers.drizzle.tracking import migration_status
+from providers.drizzle.journal import Journal, JournalEntry, read_journal
+from providers.drizzle.tracking import MigrationStatus, migration_status
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "status", help="applied, pending, hash drift, backdated and orphan files"
     )
     add_target_args(status)
+    add_json_flag(status)
     status.set_defaults(func=run_status)
     show = inner.add_parser("show", help="the newest journal entries with their SQL")
     add_target_args(show)
@@ -85,8 +89,44 @@ def run_status(args: argparse.Namespace) -> int:
     journal = read_journal(target.folder)
     assert target.url is not None
     status = migration_status(target.url, journal, target.table)
-    print(status.render())
+    if args.json:
+        emit(status_json(status))
+    else:
+        print(status.render())
     return 1 if status.problems else 0
+
+
+def entry_json(e: JournalEntry) -> dict[str, Any]:
+    """``when`` is drizzle's key (epoch ms, what the tracking row's created_at holds)."""
+    return {
+        "idx": e.idx,
+        "tag": e.tag,
+        "file": e.path.name,
+        "when": e.when,
+        "created_at": iso_from_millis(e.when),
+        "hash": e.hash,
+    }
+
+
+def status_json(status: MigrationStatus) -> dict[str, Any]:
+    """Applied and pending entries, then each kind of problem; ``problems`` as in the text."""
+    return {
+        "table": str(status.table),
+        "applied": [entry_json(e) for e in status.applied],
+        "pending": [entry_json(e) for e in status.pending],
+        "newest_applied": status.applied[-1].tag if status.applied else None,
+        "drift": [
+            {"file": d.entry.path.name, "applied_hash": d.applied_hash, "file_hash": d.entry.hash}
+            for d in status.drift
+        ],
+        "backdated": [entry_json(e) for e in status.skipped],
+        "unknown_rows": [
+            {"id": r.id, "created_at": iso_from_millis(r.created_at), "when": r.created_at}
+            for r in status.unknown_rows
+        ],
+        "orphans": [p.name for p in status.orphans],
+        "problems": status.problems,
+    }
 
 
 def render_newest(journal: Journal, count: int) -> str:

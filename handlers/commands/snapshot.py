@@ -1,7 +1,8 @@
 """``rollbot snapshot --env NAME``: the runbook's ``npm run db:snapshot``, verified.
 
-Takes a snapshot into the environment's backups location with a progress bar
-on stderr, verifies it, prints its manifest summary and applies the retention
+Takes a snapshot into the environment's backups location with progress on
+stderr (a live bar on a terminal, else a line when data flows and one at the
+end), verifies it, prints its manifest summary and applies the retention
 rules. ``--list`` shows what is stored, ``--verify NAME`` re-checks one,
 ``--prune`` applies retention alone, to the snapshots and to the databases swap
 restores kept (``<db>_before_restore_<time>``, never the newest).
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from typing import TextIO
+from typing import Any
 
 from bot.config import EnvironmentConfig, load_settings
+from bot.errors import RollbotError
 from bot.redact import redact
+from handlers.jsonout import add_json_flag, emit, iso
+from handlers.progress import TransferProgress
 from providers.postgres.snapshot import (
     DEFAULT_FORMAT,
     FORMATS,
@@ -51,53 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=2, help="parallel pg_dump jobs (default 2)")
     p.add_argument("--keep-all", action="store_true", help="do not apply retention afterwards")
     p.add_argument("--dry-run", action="store_true", help="with --prune: only show what goes")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    add_json_flag(p, "with --list: one JSON object on stdout")
     p.set_defaults(func=run)
-
-
-class ProgressBar:
-    """A one-line text bar on stderr; without a known total it shows bytes and rate."""
-
-    def __init__(self, stream: TextIO, total: int | None, label: str) -> None:
-        self.stream, self.total, self.label = stream, total, label
-        self.started = time.monotonic()
-        self.last_draw = 0.0
-        self.tty = stream.isatty()
-        self.drawn = False
-
-    def __call__(self, done: int) -> None:
-        now = time.monotonic()
-        if now - self.last_draw < (0.1 if self.tty else 1.0):
-            return
-        self.last_draw = now
-        self.draw(done)
-
-    def draw(self, done: int) -> None:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = f"{human_size(int(done / elapsed))}/s"
-        if self.total:
-            frac = min(done / self.total, 1.0)
-            bar = "#" * int(frac * 30)
-            text = f"{self.label} [{bar:<30}] {frac:4.0%} {human_size(done)} {rate}"
-        else:
-            text = f"{self.label} {human_size(done)} {rate} {elapsed:.1f}s"
-        self.stream.write(("\r" if self.tty else "") + text + ("" if self.tty else "\n"))
-        self.stream.flush()
-        self.drawn = True
-
-    def abandon(self) -> None:
-        """End a half-drawn bar's line, so the error that follows stands on a line of its own."""
-        if self.tty and self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def finish(self, done: int) -> None:
-        if self.total:
-            self.total = max(self.total, done)
-        self.draw(done)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _storage(env: EnvironmentConfig) -> BackupStorage:
@@ -130,12 +89,43 @@ def describe_snapshot(snap: Snapshot) -> list[str]:
     return lines
 
 
+def snapshot_json(snap: Snapshot) -> dict[str, Any]:
+    """One stored snapshot for ``--list --json``: the same keys with or without a manifest."""
+    m = snap.manifest or {}
+    head = m.get("migrations_head")
+    counts = m.get("row_counts")
+    return {
+        "name": snap.name,
+        "format": snap.format,
+        "created_at": iso(snap.created_at),
+        "size": snap.size,
+        "files": len(snap.files),
+        "has_manifest": bool(m),
+        "database": m.get("database"),
+        "server": m.get("server"),
+        "server_version": m.get("server_version"),
+        "label": m.get("label"),
+        "purpose": snap.purpose,
+        "incident": m.get("incident"),
+        "migrations_table": m.get("migrations_table"),
+        "migrations_head": {"id": head.get("id"), "hash": head.get("hash")} if head else None,
+        "tables": len(counts) if counts is not None else None,
+        "rows": sum(counts.values()) if counts is not None else None,
+        "duration_seconds": m.get("duration_seconds"),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     env = load_settings(args.config).environment(args.env)
     storage = _storage(env)
     out = sys.stdout
+    if args.json and not args.list:
+        raise RollbotError("--json goes with --list (the other actions print text)")
     if args.list:
         snaps = list_snapshots(storage)
+        if args.json:
+            emit({"location": storage.location, "snapshots": [snapshot_json(s) for s in snaps]})
+            return 0
         if not snaps:
             print(f"no snapshots in {redact(storage.location)}", file=out)
         for snap in snaps:
@@ -156,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     )
     bar = None
     if not args.no_progress:
-        bar = ProgressBar(sys.stderr, previous.size if previous else None, "snapshot")
+        bar = TransferProgress(sys.stderr, previous.size if previous else None, "snapshot")
     try:
         snap = create_snapshot(
             url,
