@@ -22,6 +22,7 @@ from typing import Protocol
 
 from sqlalchemy import select, update
 
+from bot import auto_ticks
 from bot.errors import RollbotError
 from bot.inbox import Inbox, interruption_notice
 from bot.lifecycle import STEP_DONE, State, StepStatus
@@ -331,6 +332,10 @@ class Executor:
             row.finished_at = self.bot.clock()
             row.result = {"summary": result.summary, **result.data}
             row.error = None if result.ok else result.summary
+            if result.ok:
+                self.bot._auto_tick(
+                    session, incident, auto_ticks.from_step(row.kind, row.title, row.result)
+                )
             self.bot.audit.record(
                 session,
                 actor="rollbot",

@@ -38,15 +38,37 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 OPEN_STATES = frozenset(s for s in State if s not in (State.RESOLVED, State.CANCELLED))
 
 
+# What people read: a state in words, never the enum value.
+STATE_WORDS: dict[State, str] = {
+    State.OPENED: "still being triaged",
+    State.TRIAGED: "triaged and waiting for a method to be chosen",
+    State.METHOD_CHOSEN: "planned but not yet sent for approval",
+    State.AWAITING_APPROVAL: "waiting for approval",
+    State.RUNNING: "running its plan",
+    State.VERIFYING: "being verified after its plan ran",
+    State.RESOLVED: "resolved",
+    State.CANCELLED: "cancelled",
+    State.FAILED: "failed",
+}
+
+
+def in_words(state: str | State) -> str:
+    return STATE_WORDS[State(state)]
+
+
 def check_transition(ref: str, current: str, target: State, action: str) -> None:
-    """Raise IllegalTransitionError (with the states that would allow it) or return."""
+    """Raise IllegalTransitionError (with the states that would allow it, in words) or return."""
     cur = State(current)
     if target in TRANSITIONS[cur]:
         return
-    allowed_from = sorted(s.value for s, targets in TRANSITIONS.items() if target in targets)
+    allowed_from = [s for s in State if target in TRANSITIONS[s]]
     raise IllegalTransitionError(
-        f"cannot {action} {ref}: it is {cur.value}"
-        + (f" (possible only when {' or '.join(allowed_from)})" if allowed_from else "")
+        f"cannot {action} {ref}: it is {in_words(cur)}"
+        + (
+            f" (possible only when it is {' or '.join(in_words(s) for s in allowed_from)})"
+            if allowed_from
+            else ""
+        )
     )
 
 

@@ -128,6 +128,7 @@ class ChecklistTick(Base):
     ticked: Mapped[bool] = mapped_column(Boolean)
     actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    evidence: Mapped[str | None] = mapped_column(Text)  # what rollbot did, when it ticked
 
 
 class AuditEvent(Base):

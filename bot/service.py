@@ -21,13 +21,20 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from bot import authz
+from bot import authz, auto_ticks
 from bot.approval import ApprovalPolicy, GroupDirectory, NoGroups
 from bot.audit import AuditTrail
 from bot.authz import Action, Standing
 from bot.config import EnvironmentConfig, Settings, Tier
 from bot.errors import DuplicateRequestError, NotFoundError, RollbotError
-from bot.lifecycle import OPEN_STATES, STEP_DONE, State, StepStatus, check_transition
+from bot.lifecycle import (
+    OPEN_STATES,
+    STEP_DONE,
+    State,
+    StepStatus,
+    check_transition,
+    in_words,
+)
 from bot.methods import StepSpec, method_title, plan_steps
 from bot.models import (
     Approval,
@@ -154,6 +161,12 @@ class Rollbot:
 
     def environment_of(self, incident: Incident) -> EnvironmentConfig:
         if not incident.environment:
+            choices = self.environments_to_choose(incident)
+            if choices:
+                raise RollbotError(
+                    f"{incident.ref}: first choose which {incident.tier} environment: "
+                    f"{', '.join(choices)}"
+                )
             raise RollbotError(f"{incident.ref} has no environment yet; answer the first question")
         return self.settings.environment(incident.environment)
 
@@ -339,8 +352,48 @@ class Rollbot:
         environment: str | None = None,
         source: str = "console",
     ) -> Incident:
-        env = self.settings.resolve_environment(environment) if environment else None
-        return self._open(requester, description, env, source, [env.tier] if env else [])
+        tier, env = self._target(environment) if environment else (None, None)
+        return self._open(requester, description, env, source, [tier] if tier else [], tier)
+
+    def _target(self, name: str) -> tuple[str, EnvironmentConfig | None]:
+        """An environment by name, or a tier: with one environment that one, with several
+        none yet (people pick which, see ``choose_environment``)."""
+        if name in self.settings.environments:
+            env = self.settings.environments[name]
+            return env.tier, env
+        in_tier = self.settings.environments_in_tier(name)
+        if len(in_tier) > 1:
+            return name, None
+        env = self.settings.resolve_environment(name)  # NotFoundError naming the valid ones
+        return env.tier, env
+
+    def environments_to_choose(self, incident: Incident) -> list[str]:
+        """The environments of the incident's tier when it has several and none is chosen."""
+        if incident.environment or not incident.tier:
+            return []
+        return [e.name for e in self.settings.environments_in_tier(incident.tier)]
+
+    def choose_environment(self, ref: int | str, name: str, actor: str) -> Incident:
+        """Which environment of the incident's tier it is about (the tier has several)."""
+        with self._attempt(ref, actor, f"choose environment {name!r}") as session:
+            incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, actor, Action.ANSWER)
+            choices = self.environments_to_choose(incident)
+            if name not in choices:
+                raise RollbotError(
+                    f"{name!r} is not an environment to choose for {incident.ref}"
+                    + (f"; choose one of: {', '.join(choices)}" if choices else "")
+                )
+            incident.environment = name
+            self.audit.record(
+                session,
+                actor=actor,
+                kind="decision",
+                message=f"{incident.ref} environment: {name}",
+                incident_id=incident.id,
+                data={"environment": name},
+            )
+        return self._result(ref)
 
     def _open(
         self,
@@ -349,13 +402,14 @@ class Rollbot:
         env: EnvironmentConfig | None,
         source: str,
         answers: list[str],
+        tier: str | None = None,
         follows: Incident | None = None,
     ) -> Incident:
         with self._attempt(None, requester, Action.OPEN.value) as session:
             incident = Incident(
                 state=State.OPENED.value,
                 environment=env.name if env else None,
-                tier=env.tier if env else None,
+                tier=env.tier if env else tier,
                 description=scrub_user_text(description.strip()),
                 requester=requester,
                 source=source,
@@ -376,6 +430,9 @@ class Rollbot:
                 incident_id=incident.id,
                 data={"to": State.OPENED.value, "source": source}
                 | ({"follows": follows.ref} if follows else {}),
+            )
+            self._auto_tick(
+                session, incident, {"before.incident_ticket": f"{incident.ref} in rollbot"}
             )
             self._maybe_triaged(session, incident, requester)
             incident_id = incident.id
@@ -418,11 +475,16 @@ class Rollbot:
                 check_transition(
                     incident.ref, incident.state, State.TRIAGED, "answer the decision tree of"
                 )
+            if self.environments_to_choose(incident):
+                raise RollbotError(
+                    f"first choose which {incident.tier} environment {incident.ref} is about: "
+                    f"{', '.join(self.environments_to_choose(incident))}"
+                )
             answers = [*incident.answers, choice_id]
             node = RUNBOOK.walk(answers)  # RollbotError listing valid choices on a bad answer
             if len(answers) == 1:
-                env = self.settings.resolve_environment(choice_id)
-                incident.environment, incident.tier = env.name, env.tier
+                incident.tier, env = self._target(choice_id)
+                incident.environment = env.name if env else None
             incident.answers = answers
             self.audit.record(
                 session,
@@ -502,6 +564,8 @@ class Rollbot:
             session.flush()
             incident.steps.extend(draft.steps())
             incident.method, incident.plan_hash = method_id, draft.plan_hash
+            kinds = [st.kind for st in incident.steps]
+            self._auto_tick(session, incident, auto_ticks.from_plan(method_title(method_id), kinds))
             self._transition(
                 session,
                 incident,
@@ -511,6 +575,14 @@ class Rollbot:
                 f"method chosen: {method_title(method_id)}",
             )
         return self._result(ref)
+
+    def plan_files(self, ref: int | str) -> list[tuple[str, str]]:
+        """The full texts the incident's plan comes with (e.g. a drafted migration)."""
+        incident = self.get(ref)
+        ctx = self._context(incident, self.environment_of(incident))
+        return [
+            f for row in incident.steps for f in build_step(row.kind, row.params).plan(ctx).files
+        ]
 
     def restore_sources(self, ref: int | str) -> list[RestoreSource]:
         """What the incident's restore step could restore from (empty without one)."""
@@ -596,7 +668,8 @@ class Rollbot:
             self._authorize(session, incident, approver, Action.APPROVE)
             if incident.state != State.AWAITING_APPROVAL.value:
                 raise RollbotError(
-                    f"{incident.ref} is {incident.state}; approvals are taken only while awaiting approval"
+                    f"{incident.ref} is {in_words(incident.state)}; approvals are taken only "
+                    "while it is waiting for approval"
                 )
             policy = self.policy(incident.tier)  # type: ignore[arg-type]
             policy.check(approver=approver, requester=incident.requester, directory=self.directory)
@@ -671,6 +744,42 @@ class Rollbot:
             )
         return self._result(ref)
 
+    def _auto_tick(self, session: Session, incident: Incident, ticks: dict[str, str]) -> None:
+        """Tick, as ``rollbot`` with its evidence, what rollbot did and nobody has touched."""
+        for item_id, evidence in ticks.items():
+            exists = session.scalars(
+                select(ChecklistTick.id).where(
+                    ChecklistTick.incident_id == incident.id, ChecklistTick.item_id == item_id
+                )
+            ).first()
+            if exists is not None:
+                continue  # a person ticked or unticked it: theirs stands
+            session.add(
+                ChecklistTick(
+                    incident_id=incident.id,
+                    item_id=item_id,
+                    ticked=True,
+                    actor=auto_ticks.AUTO_ACTOR,
+                    at=self.clock(),
+                    evidence=scrub_user_text(evidence),
+                )
+            )
+            self.audit.record(
+                session,
+                actor=auto_ticks.AUTO_ACTOR,
+                kind="checklist",
+                message=f"{incident.ref} checklist: {item_id} ticked by rollbot ({evidence})",
+                incident_id=incident.id,
+                data={"item": item_id, "evidence": evidence},
+            )
+
+    def auto_tick(self, ref: int | str, item_id: str, evidence: str) -> None:
+        """An adapter did a checklist item itself (e.g. told the team in Slack)."""
+        with self.store.session() as session:
+            incident = self._load(session, ref)
+            if incident.state in OPEN_STATES:
+                self._auto_tick(session, incident, {item_id: evidence})
+
     def tick(self, ref: int | str, item_id: str, actor: str, ticked: bool = True) -> ChecklistTick:
         valid_ids = {i.id for i in (*RUNBOOK.before_checklist, *RUNBOOK.after_checklist)}
         with self._attempt(ref, actor, f"tick {item_id!r}") as session:
@@ -679,7 +788,9 @@ class Rollbot:
             if item_id not in valid_ids:
                 raise RollbotError(f"unknown checklist item {item_id!r}")
             if incident.state in (State.RESOLVED.value, State.CANCELLED.value):
-                raise RollbotError(f"{incident.ref} is {incident.state}; its checklists are closed")
+                raise RollbotError(
+                    f"{incident.ref} is {in_words(incident.state)}; its checklists are closed"
+                )
             row = session.scalars(
                 select(ChecklistTick).where(
                     ChecklistTick.incident_id == incident.id, ChecklistTick.item_id == item_id
@@ -761,6 +872,9 @@ class Rollbot:
                 message=f"{incident.ref} root cause recorded: {root_cause}",
                 incident_id=incident.id,
                 data={"notes": notes},
+            )
+            self._auto_tick(
+                session, incident, {"before.root_cause": f"recorded: {root_cause[:120]}"}
             )
         return self._result(ref)
 

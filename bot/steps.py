@@ -34,6 +34,7 @@ class Plan:
     restore_point: str | None = None
     estimated: str | None = None
     details: tuple[str, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()  # (name, full text) too long to show inline
 
     def lines(self) -> list[str]:
         out = [f"{self.title}", f"  target: {self.target}", f"  action: {self.action}"]

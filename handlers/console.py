@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from bot.errors import RollbotError
-from bot.lifecycle import State
+from bot.lifecycle import in_words
 from bot.restore_choice import parse_restore_time
 from bot.runbook import RUNBOOK, Choice
 from bot.service import Rollbot
@@ -68,6 +68,11 @@ class Console:
     def _triage(self, ref: str):
         while True:
             incident = self.bot.get(ref)
+            environments = self.bot.environments_to_choose(incident)
+            if environments:
+                idx = self.pick(f"Which {incident.tier} environment?", environments)
+                self.bot.choose_environment(ref, environments[idx], self.actor)
+                continue
             node = RUNBOOK.walk(incident.answers)
             if isinstance(node, Choice):
                 return incident
@@ -78,13 +83,16 @@ class Console:
         incident = self.bot.get(ref)
         leaf = self.bot.leaf(incident)
         self.say(f"Runbook: {leaf.summary or leaf.label}")
+        methods = self.bot.allowed_methods(incident)  # the leaf's, then scenario actions
+        scenarios = {m: s.title for s in RUNBOOK.scenarios for m in s.methods}
         labels = [
             f"{RUNBOOK.method(m).title}{' (recommended)' if i == 0 else ''}"
-            for i, m in enumerate(leaf.methods)
+            + (f" [{scenarios[m]}]" if m not in leaf.methods and m in scenarios else "")
+            for i, m in enumerate(methods)
         ]
         while True:
             idx = self.pick("Which method?", labels)
-            method = leaf.methods[idx]
+            method = methods[idx]
             try:
                 incident = self.bot.choose_method(ref, method, self.actor)
             except RollbotError as exc:
@@ -110,7 +118,7 @@ class Console:
             incident = self.bot.request_approval(ref, self.actor)
             _valid, needed = self.bot.approval_status(incident)
             self.say(
-                f"{incident.ref} is {State(incident.state).value}: needs {needed} approval(s) "
+                f"{incident.ref} is {in_words(incident.state)}: needs {needed} approval(s) "
                 f"from someone allowed for {incident.tier}"
                 + (" other than you." if incident.tier == "production" else ".")
             )

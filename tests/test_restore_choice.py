@@ -174,3 +174,31 @@ def test_default_is_from_before_the_newest_migration(world, pg_url: str) -> None
     bot.replan(ref, "alice", snapshot=after)
     plan = "\n".join(s.plan_text for s in bot.get(ref).steps)
     assert f"*{after} is at the same migration as the database now (#2)" in plan
+
+
+def test_shell_restores_to_a_time(world, pg_url: str) -> None:
+    cfg, bot = world
+    answers = [
+        "payments lost",
+        "3",  # production
+        "1",  # data corruption
+        "1",  # point-in-time restore (recommended)
+        "4",  # restore another snapshot, or to a time
+        "3",  # the newest before a time (after the two snapshots)
+        "2026-02-01 00:00",  # team time zone (UTC here): the January snapshot
+        "1",  # request approval
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "handlers.cli", "--config", str(cfg), "shell", "--as", "alice"],
+        input="\n".join(answers) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "ROLLBOT_TEST_PROD_URL": pg_url},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (incident,) = bot.open_incidents()
+    params = _restore_params(bot, incident.ref)
+    assert params["snapshot"] == "snapshot-20260110-080000"
+    assert params["before"] == "2026-02-01T00:00:00+00:00"

@@ -239,7 +239,9 @@ def build_app(
         if len(words) > MAX_TEXT:
             notices.tell(channel, user, _too_long(words), thread)
         elif verb.lower() == "status":
-            result = record("status", key, user, None, channel=channel, thread_ts=thread)
+            result = record(
+                "status", key, user, None, channel=channel, thread_ts=thread, via="mention"
+            )
         elif verb.lower() == "rollback":
             try:
                 environment, description = parse_rollback_text(rest, settings)
@@ -255,6 +257,7 @@ def build_app(
                     description=scrub_user_text(description),
                     channel=channel,
                     thread_ts=thread,
+                    via="mention",
                 )
         else:
             notices.tell(channel, user, HELP, thread)

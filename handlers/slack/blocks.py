@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from bot.auto_ticks import AUTO_ACTOR
 from bot.lifecycle import State
 from bot.methods import method_title
 from bot.models import ChecklistTick, Incident, Step
@@ -44,8 +46,39 @@ STEP_EMOJI = {
 
 
 def _clip(text: str, limit: int = SECTION_LIMIT) -> str:
+    """At most ``limit`` characters; a code block cut open is closed again."""
     text = redact(text)
-    return text if len(text) <= limit else text[: limit - 20] + "\n… (truncated)"
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 30]
+    if cut.count("```") % 2:
+        cut += "\n```"
+    return cut + "\n… (truncated)"
+
+
+PLAN_ROOM = 2700  # what a plan may take in its section before it moves to a file
+TIMELINE_HEAD, TIMELINE_TAIL = 5, 25  # events kept in the thread message when it is long
+
+
+def plan_text(incident: Incident) -> str:
+    return "\n".join(f"{s.seq}. {s.plan_text}" for s in sorted(incident.steps, key=lambda s: s.seq))
+
+
+def plan_too_long(incident: Incident) -> bool:
+    return len(redact(plan_text(incident))) > PLAN_ROOM
+
+
+def plan_section(incident: Incident) -> Block:
+    """The whole plan when it fits; else each step's first line and a pointer to the file."""
+    head = f"*Plan: {method_title(incident.method or '')}*\n"
+    if not plan_too_long(incident):
+        return section(f"{head}```{plan_text(incident)}```")
+    steps = sorted(incident.steps, key=lambda s: s.seq)
+    summary = "\n".join(f"{s.seq}. {(s.plan_text.splitlines() or [''])[0]}" for s in steps)
+    return section(
+        f"{head}```{summary[:PLAN_ROOM]}```\nThe full plan, with every statement, is in "
+        f"`{incident.ref}-plan.txt` in this thread."
+    )
 
 
 def section(text: str) -> Block:
@@ -134,6 +167,7 @@ class MethodOption:
     plans: Sequence[Plan] = ()
     unavailable: str = ""
     data_loss: str = ""
+    scenario: str = ""  # a common scenario's action, outside the tree's leaf
 
 
 @dataclass
@@ -145,15 +179,28 @@ class CardView:
     approvals_valid: int = 0
     approvals_needed: int = 0
     approvers: Sequence[str] = ()
+    expired: Sequence[tuple[str, datetime]] = ()  # approvals of this plan that ran out
     ticks: dict[str, ChecklistTick] = field(default_factory=dict)
     signer: ValueSigner | None = None  # None only in tests that render without a worker
     sources: Sequence[RestoreSource] = ()  # what the plan's restore could restore from
     timezone: str = "UTC"
     undoable: str | None = None  # the database a finished restore kept (Undo swaps it back)
+    environments: Sequence[str] = ()  # the tier has several: which one is it about?
 
 
 def _value(view: CardView, arg: str = "", **kw: Any) -> ActionValue:
     return ActionValue(view.incident.id, arg=arg, nonce=view.nonce, **kw)
+
+
+def _environment_blocks(view: CardView) -> list[Block]:
+    buttons = [
+        button(name, "environment", name, _value(view, name), view.signer)
+        for name in view.environments[:25]
+    ]
+    return [
+        section(f"*Which {view.incident.tier} environment is it?*"),
+        actions("rb_environment_question", buttons),
+    ]
 
 
 def _question_blocks(view: CardView, node: DecisionNode) -> list[Block]:
@@ -167,6 +214,8 @@ def _options_blocks(view: CardView) -> list[Block]:
     out: list[Block] = []
     for opt in view.options:
         tag = ":star: *Recommended:* " if opt.recommended else "*Alternative:* "
+        if opt.scenario:
+            tag = f":rotating_light: *{opt.scenario}:* "
         head = f"{tag}*{opt.title}*\n_{opt.when_to_use}_"
         if opt.unavailable:
             out.append(section(f"{head}\n:no_entry: not available here: {opt.unavailable}"))
@@ -248,13 +297,16 @@ def _checklist_block(view: CardView, which: str) -> list[Block]:
     selected = []
     for item in items:
         tick = view.ticks.get(item.id)
-        desc = f"<@{tick.actor}> {tick.at:%H:%M}Z" if tick and tick.ticked else ""
+        desc = ""
+        if tick and tick.ticked:
+            who = "rollbot" if tick.actor == AUTO_ACTOR else f"<@{tick.actor}>"
+            desc = f"{who} {tick.at:%H:%M}Z" + (f": {tick.evidence}" if tick.evidence else "")
         opt: Block = {
             "text": {"type": "mrkdwn", "text": item.text},
             "value": item.id,
         }
         if desc:
-            opt["description"] = {"type": "mrkdwn", "text": desc}
+            opt["description"] = {"type": "mrkdwn", "text": _clip(desc, OPTION_TEXT)}
         options.append(opt)
         if tick and tick.ticked:
             selected.append(opt)
@@ -280,7 +332,9 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
         context(f"Path: {path_text(inc)}"),
     ]
     closed = state in (State.RESOLVED.value, State.CANCELLED.value)
-    if view.question is not None and state == State.OPENED.value:
+    if view.environments and not closed:
+        blocks += _environment_blocks(view)
+    elif view.question is not None and state == State.OPENED.value:
         blocks += _question_blocks(view, view.question)
     elif state == State.TRIAGED.value or (state == State.FAILED.value and view.options):
         if state == State.FAILED.value:
@@ -294,8 +348,7 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
         State.VERIFYING.value,
         State.RESOLVED.value,
     ):
-        plans = "\n".join(f"{s.seq}. {s.plan_text}" for s in sorted(inc.steps, key=lambda s: s.seq))
-        blocks.append(section(f"*Plan: {method_title(inc.method)}*\n```{plans}```"))
+        blocks.append(plan_section(inc))
         blocks.append(section(f"*Steps*\n{_steps_text(inc)}"))
     if view.sources and state in (State.METHOD_CHOSEN.value, State.AWAITING_APPROVAL.value):
         blocks += _source_blocks(view)
@@ -325,9 +378,14 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
             )
     if state == State.AWAITING_APPROVAL.value:
         who = ", ".join(f"<@{a}>" for a in view.approvers) or "nobody yet"
+        ran_out = "".join(
+            f"\n:hourglass: <@{a}>'s approval expired at {at:%H:%M} UTC; approve again"
+            for a, at in view.expired
+        )
         blocks.append(
             section(
-                f"*Approvals:* {view.approvals_valid}/{view.approvals_needed} (approved by {who})"
+                f"*Approvals:* {view.approvals_valid}/{view.approvals_needed} "
+                f"(approved by {who}){ran_out}"
             )
         )
         elements = [button("Approve", "approve", "go", _value(view), view.signer, "primary")]
@@ -494,6 +552,26 @@ def status_text(incidents: Sequence[Incident]) -> str:
     return "*Open incidents*\n" + "\n".join(lines)
 
 
+def timeline_fits(incident: Incident, lines: Sequence[str]) -> bool:
+    text = f"*Timeline of {incident.ref}* ({incident.state})\n```" + "\n".join(lines) + "```"
+    return len(redact(text)) <= SECTION_LIMIT
+
+
 def timeline_text(incident: Incident, lines: Sequence[str]) -> str:
-    body = "\n".join(lines[-60:])
-    return _clip(f"*Timeline of {incident.ref}* ({incident.state})\n```{body}```")
+    """The timeline; when long, its first and last events and where the rest is."""
+    title = f"*Timeline of {incident.ref}* ({incident.state})"
+    if timeline_fits(incident, lines):
+        return _clip(f"{title}\n```" + "\n".join(lines) + "```")
+    room = (SECTION_LIMIT - 200) // (TIMELINE_HEAD + TIMELINE_TAIL + 1)
+    if len(lines) <= TIMELINE_HEAD + TIMELINE_TAIL:
+        shown = [ln[:room] for ln in lines]
+    else:
+        middle = len(lines) - TIMELINE_HEAD - TIMELINE_TAIL
+        shown = [
+            *(ln[:room] for ln in lines[:TIMELINE_HEAD]),
+            f"… {middle} more events …",
+            *(ln[:room] for ln in lines[-TIMELINE_TAIL:]),
+        ]
+    return _clip(
+        f"{title}\n```" + "\n".join(shown) + f"```\nEvery event: `{incident.ref}-timeline.md`."
+    )

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from bot.audit import format_timeline, timeline
 from bot.authz import Action
+from bot.auto_ticks import AUTO_ACTOR
 from bot.config import Settings
 from bot.errors import NotFoundError, RollbotError
 from bot.lifecycle import State
@@ -40,6 +41,8 @@ def parse_rollback_text(text: str, settings: Settings) -> tuple[str | None, str]
     if not words:
         return None, ""
     first = words[0].lower()
+    if len(settings.environments_in_tier(first)) > 1:  # the card asks which one
+        return first, words[1].strip() if len(words) > 1 else ""
     try:
         env = settings.resolve_environment(first)
     except RollbotError:
@@ -49,6 +52,15 @@ def parse_rollback_text(text: str, settings: Settings) -> tuple[str | None, str]
             f"valid environments: {valid}"
         ) from None
     return env.name, words[1].strip() if len(words) > 1 else ""
+
+
+def _scenario_of(method_id: str, incident: Incident) -> str:
+    """The common scenario a method answers when the decision tree's leaf does not name it
+    (e.g. "Migration hangs/times out"), so the card offers it in every branch."""
+    leaf = RUNBOOK.walk(incident.answers)
+    if isinstance(leaf, DecisionNode) or method_id in leaf.methods:
+        return ""
+    return next((s.title for s in RUNBOOK.scenarios if method_id in s.methods), "")
 
 
 class IncidentFlows:
@@ -70,15 +82,24 @@ class IncidentFlows:
     def card_view(self, incident: Incident) -> blocks.CardView:
         view = blocks.CardView(incident=incident, nonce=new_nonce(), signer=self.signer)
         node = RUNBOOK.walk(incident.answers)
-        if isinstance(node, DecisionNode):
+        view.environments = self.bot.environments_to_choose(incident)
+        if view.environments:
+            pass  # which environment comes first: the plans depend on it
+        elif isinstance(node, DecisionNode):
             view.question = node
         elif incident.state in (State.TRIAGED.value, State.FAILED.value):
-            view.options = self._method_options(incident, node.methods)
+            view.options = self._method_options(incident, tuple(self.bot.allowed_methods(incident)))
         if incident.tier:
             policy = self.bot.policy(incident.tier)  # type: ignore[arg-type]
-            valid = policy.valid(incident.approvals, incident.plan_hash, self.bot.clock())
+            now = self.bot.clock()
+            valid = policy.valid(incident.approvals, incident.plan_hash, now)
             view.approvals_valid, view.approvals_needed = len(valid), policy.min_approvals
             view.approvers = [a.approver for a in valid]
+            view.expired = [
+                (a.approver, a.expires_at)
+                for a in incident.approvals
+                if a.plan_hash == incident.plan_hash and a.expires_at <= now
+            ]
         view.ticks = self.bot.ticks(incident.id)
         if incident.state in (State.VERIFYING.value, State.RESOLVED.value):
             view.undoable = self.bot.undoable(incident)
@@ -106,6 +127,7 @@ class IncidentFlows:
                 when_to_use=method.when_to_use,
                 recommended=n == 0,
                 data_loss=method.data_loss,
+                scenario=_scenario_of(method_id, incident),
             )
             try:
                 opt.plans = self.bot.preview(incident.id, method_id)
@@ -165,20 +187,53 @@ class IncidentFlows:
         incident = self.ensure_thread(incident)
         link = blocks.thread_link(incident.chat_channel, incident.chat_thread)
         where = f" in *{incident.environment}*" if incident.environment else ""
-        self.poster.post(
+        told = self.poster.post(
             self.settings.slack.devops_channel,
             f":rotating_light: {incident.ref}: <@{user}> started a database rollback{where}: "
             f"{incident.description or 'no description'} — <{link}|thread>",
         )
+        if told and incident.chat_thread:
+            self.bot.auto_tick(
+                incident.id,
+                "before.notify_team",
+                f"thread in {self.settings.slack.incidents_channel}, notice in "
+                f"{self.settings.slack.devops_channel}",
+            )
+            self.refresh(incident.id)
         return incident
 
     def answer(self, user: str, incident_id: int, choice: str) -> None:
         self.bot.answer(incident_id, choice, user)
         self.refresh(incident_id)
 
+    def choose_environment(self, user: str, incident_id: int, name: str) -> None:
+        self.bot.choose_environment(incident_id, name, user)
+        self.refresh(incident_id)
+
     def choose(self, user: str, incident_id: int, method: str) -> None:
         self.bot.choose_method(incident_id, method, user)
         self.refresh(incident_id)
+        self.attach_plan_files(incident_id)
+
+    def attach_plan_files(self, incident_id: int) -> None:
+        """What the card cannot hold goes into the thread as files, once per plan: the full
+        plan when it is long, and every text the plan comes with (a drafted migration)."""
+        incident = self.bot.get(incident_id)
+        if not (incident.plan_hash and incident.chat_channel and incident.chat_thread):
+            return
+        files = []
+        if blocks.plan_too_long(incident):
+            files.append((f"{incident.ref}-plan.txt", blocks.plan_text(incident)))
+        try:
+            files += [
+                (f"{incident.ref}-{name}", text) for name, text in self.bot.plan_files(incident_id)
+            ]
+        except RollbotError as exc:
+            log.warning("%s: cannot draw up the plan's files: %s", incident.ref, exc)
+        key = f"plan-files:{incident.id}:{incident.plan_hash}"
+        if files and self.bot.claim_once(key, scope="slack-files"):
+            for name, text in files:
+                self.poster.upload(incident.chat_channel, incident.chat_thread, name, text, name)
 
     def pick_source(
         self,
@@ -195,6 +250,7 @@ class IncidentFlows:
             raise RollbotError(f"{snapshot[:80]!r} is not a snapshot this incident can restore")
         incident = self.bot.replan(incident_id, user, snapshot=snapshot, restore_to=restore_to)
         self.refresh(incident_id)
+        self.attach_plan_files(incident_id)
         restore = next((st for st in incident.steps if "snapshot" in st.params), None)
         picked = restore.params.get("snapshot") if restore else None
         when = f" (newest before {restore_to:%Y-%m-%d %H:%M} UTC)" if restore_to else ""
@@ -235,7 +291,11 @@ class IncidentFlows:
         )
 
     def run(self, user: str, incident_id: int) -> None:
-        incident = self.bot.start(incident_id, user)
+        try:
+            incident = self.bot.start(incident_id, user)
+        except RollbotError:
+            self.refresh(incident_id)  # a stale Run (expired approval): show the truth too
+            raise
         self.refresh(incident_id)
         self.say(incident, f":arrow_forward: <@{user}> started the {incident.method} plan.")
         self._submit(incident)
@@ -302,7 +362,10 @@ class IncidentFlows:
         changed = False
         for item in items:
             want = item.id in selected
-            have = bool(current.get(item.id) and current[item.id].ticked)
+            tick = current.get(item.id)
+            have = bool(tick and tick.ticked)
+            if have and not want and tick and tick.actor == AUTO_ACTOR:
+                continue  # ticked by rollbot after this card was drawn, maybe: keep it
             if want != have:
                 self.bot.tick(incident_id, item.id, user, ticked=want)
                 changed = True
@@ -338,6 +401,10 @@ class IncidentFlows:
         with self.bot.store.session() as session:
             lines = format_timeline(timeline(session, incident.id))
         self.say(incident, blocks.timeline_text(incident, lines))
+        if not blocks.timeline_fits(incident, lines) and incident.chat_channel:
+            body = f"# Timeline of {incident.ref}\n\n" + "\n".join(f"- {ln}" for ln in lines)
+            name = f"{incident.ref}-timeline.md"
+            self.poster.upload(incident.chat_channel, incident.chat_thread, name, body, name)
 
     def record_root_cause(self, user: str, incident_id: int, root_cause: str, notes: str) -> None:
         self.bot.record_root_cause(incident_id, user, root_cause, notes)

@@ -26,6 +26,7 @@ class Interaction:
 # Action ids are "rb_<verb>:<suffix>"; a suffix entry ("rb_step:retry") wins over its verb.
 BUTTONS: dict[str, Interaction] = {
     "rb_answer": Interaction("answer", Action.ANSWER, "answer"),
+    "rb_environment": Interaction("environment", Action.ANSWER, "choice of environment"),
     "rb_choose": Interaction("choose", Action.CHOOSE, "choice of method"),
     "rb_request_approval": Interaction(
         "request_approval", Action.REQUEST_APPROVAL, "approval request"

@@ -23,6 +23,7 @@ from bot.models import InboxItem, utcnow
 from bot.request_context import MAX_WAIT, RequestContext, handling
 from handlers.runtime import Runtime
 from handlers.slack import blocks, interactions
+from handlers.slack.channels import ChannelDirectory
 from handlers.slack.flows import IncidentFlows
 from handlers.slack.metadata import ActionValue, checklist_incident, source_incident
 from handlers.slack.poster import SlackPoster
@@ -67,10 +68,17 @@ class SlackJobs:
         self.flows = flows
         self.poster = poster
         self.clock = clock
+        slack = runtime.settings.slack
+        self.channels = ChannelDirectory(
+            poster.client, (slack.incidents_channel, slack.devops_channel)
+        )
         self.handlers: dict[str, Callable[[InboxItem, ReplyTo], None]] = {
             "rollback": self._rollback,
             "status": self._status,
             "answer": lambda i, r: flows.answer(i.actor, self._bound(i), self._value(i).arg),
+            "environment": lambda i, r: flows.choose_environment(
+                i.actor, self._bound(i), self._value(i).arg
+            ),
             "choose": lambda i, r: flows.choose(i.actor, self._bound(i), self._value(i).arg),
             "request_approval": lambda i, r: flows.request_approval(i.actor, self._bound(i)),
             "approve": lambda i, r: flows.approve(i.actor, self._bound(i)),
@@ -206,7 +214,21 @@ class SlackJobs:
         )
 
     # ------------------------------------------------------------ handlers
+    def _elsewhere(self, item: InboxItem, reply: ReplyTo) -> bool:
+        """A mention outside the configured channels: point to #incidents, do nothing."""
+        if item.payload.get("via") != "mention" or self.channels.allows(reply.channel):
+            return False
+        slack = self.runtime.settings.slack
+        self._tell(
+            reply,
+            f"I answer mentions in {slack.incidents_channel} and {slack.devops_channel} only; "
+            f"mention me there, or use `/rollback` anywhere.",
+        )
+        return True
+
     def _rollback(self, item: InboxItem, reply: ReplyTo) -> None:
+        if self._elsewhere(item, reply):
+            return
         p = item.payload
         incident = self.flows.open(
             item.actor, p.get("environment"), p.get("description") or "", "slack"
@@ -223,6 +245,8 @@ class SlackJobs:
             self._tell(reply, text)
 
     def _status(self, item: InboxItem, reply: ReplyTo) -> None:
+        if self._elsewhere(item, reply):
+            return
         self.poster.post(reply.channel or "", self.flows.status(), thread_ts=reply.thread_ts)
 
     def _resolve(self, item: InboxItem, reply: ReplyTo) -> None:

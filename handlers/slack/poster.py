@@ -43,6 +43,19 @@ class SlackPoster:
             kwargs["thread_ts"] = thread_ts
         return self._call("chat_postMessage", **kwargs)
 
+    def upload(
+        self, channel: str, thread_ts: str | None, filename: str, content: str, title: str
+    ) -> dict[str, Any] | None:
+        """A text file in the thread (files.getUploadURLExternal, then completeUploadExternal)."""
+        return self._call(
+            "files_upload_v2",
+            channel=channel,
+            thread_ts=thread_ts,
+            filename=filename,
+            content=redact(content),
+            title=title,
+        )
+
     def update(
         self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
     ) -> dict[str, Any] | None:

@@ -133,6 +133,7 @@ class ReviewReverseStep:
             ),
             data_loss="; ".join(draft.data_loss) or "none expected from the reverse itself",
             details=tuple(details),
+            files=((f"reverse-{source.tag}.sql", draft.sql),) if draft.sql else (),
         )
 
     def run(self, ctx: StepContext) -> StepResult:
@@ -164,6 +165,7 @@ class ReviewReverseStep:
             )
         data = {
             "source": source.tag,
+            "migration": source.tag,  # identified: the checklist's first item, with evidence
             "revert": revert.tag,
             "path": str(revert.path),
             "commit_message": message,

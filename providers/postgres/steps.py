@@ -73,7 +73,12 @@ class VerifyStep:
             "database verified" + (" against the snapshot" if deep else "")
             if ok
             else "; ".join(problems),
-            {"lines": lines, "head": head.tag if head else None, "problems": problems},
+            {
+                "lines": lines,
+                "head": head.tag if head else None,
+                "problems": problems,
+                "smoke_queries": len(env.smoke_queries) if ok else 0,
+            },
         )
 
 

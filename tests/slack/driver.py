@@ -185,13 +185,20 @@ class SlackDriver:
         payload = block_action_payload(user, action, card.channel, card.ts, card.thread_ts)
         return self.transport.interact(payload)
 
-    def mention(self, user: str, text: str, event_id: str, retry_num: int | None = None) -> Reply:
+    def mention(
+        self,
+        user: str,
+        text: str,
+        event_id: str,
+        retry_num: int | None = None,
+        channel: str = CHANNELS["#incidents"],
+    ) -> Reply:
         event = {
             "type": "app_mention",
             "user": user,
             "text": f"<@U0ROLLBOT> {text}",
             "ts": f"{event_id[-6:]}.000100",
-            "channel": CHANNELS["#incidents"],
+            "channel": channel,
             "event_ts": f"{event_id[-6:]}.000100",
         }
         return self.transport.event(event_body(event, event_id), retry_num=retry_num)

@@ -32,8 +32,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "usergroups.users.list": ("usergroup",),
     "users.info": ("user",),
     "chat.getPermalink": ("channel", "message_ts"),
+    "files.getUploadURLExternal": ("filename", "length"),
+    "files.completeUploadExternal": ("files",),
 }
-JSON_FIELDS = ("blocks", "view", "attachments")
+JSON_FIELDS = ("blocks", "view", "attachments", "files")
 
 
 @dataclass
@@ -108,6 +110,8 @@ class FakeSlack:
         self.faults: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
         self.held: dict[str, threading.Event] = {}
         self.ws_url: str | None = None
+        self.pending_uploads: dict[str, dict[str, Any]] = {}
+        self.files: list[dict[str, Any]] = []  # completed uploads: content, channel, thread
         self._ts = itertools.count(1)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -180,6 +184,9 @@ class FakeSlack:
     # ------------------------------------------------------------ the API
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
+        if req.path.startswith("/upload/"):  # step 2 of files_upload_v2: the bytes themselves
+            self._receive_upload(req, req.rfile.read(length) if length else b"")
+            return
         raw = req.rfile.read(length).decode() if length else ""
         path = req.path.split("?", 1)[0]
         method = path.removeprefix("/api/")
@@ -218,6 +225,55 @@ class FakeSlack:
         req.wfile.write(data)
         with self._cond:
             self._cond.notify_all()
+
+    def _receive_upload(self, req: BaseHTTPRequestHandler, data: bytes) -> None:
+        """Slack's upload URL: the declared length must match; answers "OK - <bytes>"."""
+        file_id = req.path.removeprefix("/upload/")
+        with self._cond:
+            pending = self.pending_uploads.get(file_id)
+            ok = pending is not None and pending["length"] == len(data)
+            if ok:
+                pending["content"] = data
+        body = (f"OK - {len(data)}" if ok else "upload refused").encode()
+        req.send_response(200 if ok else 400)
+        req.send_header("Content-Type", "text/plain")
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        req.wfile.write(body)
+
+    def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            length = int(args["length"])
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._ts):08d}"
+        self.pending_uploads[file_id] = {"filename": args["filename"], "length": length}
+        upload_url = self.url.removesuffix("/api/") + f"/upload/{file_id}"
+        return {"ok": True, "upload_url": upload_url, "file_id": file_id}
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args["files"]
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = args.get("channel_id")
+        if channel and channel not in CHANNELS.values():
+            return {"ok": False, "error": "channel_not_found"}
+        done = []
+        for f in files:
+            pending = self.pending_uploads.get(f.get("id", ""))
+            if pending is None or "content" not in pending:
+                return {"ok": False, "error": "file_not_found"}
+            self.files.append(
+                {
+                    **pending,
+                    "id": f["id"],
+                    "title": f.get("title"),
+                    "channel": channel,
+                    "thread_ts": args.get("thread_ts"),
+                }
+            )
+            done.append({"id": f["id"], "title": f.get("title")})
+        return {"ok": True, "files": done}
 
     def _answer(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         if method == "apps.connections.open":
@@ -267,6 +323,13 @@ class FakeSlack:
             if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
                 return {"ok": False, "error": "invalid_arguments"}
             return {"ok": True, "view": {"id": "V0001", **view}}
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(args)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(args)
+        if method == "conversations.list":
+            named = [{"id": cid, "name": name.removeprefix("#")} for name, cid in CHANNELS.items()]
+            return {"ok": True, "channels": [*named, {"id": "C0RANDOM", "name": "random"}]}
         if method == "usergroups.users.list":
             if args["usergroup"] not in self.groups:
                 return {"ok": False, "error": "no_such_subteam"}

@@ -82,8 +82,17 @@ def test_acknowledged_clicks_take_effect_once_after_sigkill(
         )
         incident = d.bot.get(card.incident_id)
         assert [a.approver for a in incident.approvals] == [ALICE]
-        ticked = {t for t, tick in d.bot.ticks(card.incident_id).items() if tick.ticked}
-        assert ticked == {"before.snapshot", "before.notify_team"}
+        ticks = d.bot.ticks(card.incident_id)
+        assert {"before.snapshot", "before.notify_team"} <= {
+            t for t, k in ticks.items() if k.ticked
+        }
+        assert ticks["before.snapshot"].actor == REQUESTER  # notify_team: rollbot did it already
+        by_requester = [
+            e.message
+            for e in d.audit(card.incident_id)
+            if e.kind == "checklist" and e.actor == REQUESTER
+        ]
+        assert by_requester and len(by_requester) == len(set(by_requester))  # each once
         events = [e.message for e in d.audit(card.incident_id)]
         assert sum("approved by U0ALICE" in m for m in events) == 1
         opened_once = [

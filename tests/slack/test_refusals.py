@@ -219,3 +219,21 @@ def test_oversized_input_is_refused_at_once(http_driver: SlackDriver) -> None:
     huge = d.rollback(REQUESTER, "production " + "ü" * 1_000_000)
     assert huge.status == 413 and huge.elapsed < 3.0
     assert not any("oversized-marker" in (i.description or "") for i in d.bot.open_incidents())
+
+
+def test_mentions_are_answered_only_in_the_configured_channels(driver: SlackDriver) -> None:
+    d = driver
+    marker = f"mention-elsewhere-{type(d.transport).__name__}"
+    d.mention(ALICE, f"rollback staging {marker}", f"Ev{time.monotonic_ns()}", channel="C0RANDOM")
+    told = d.wait_ephemeral(ALICE, "I answer mentions in #incidents and #devops-team only")
+    assert "/rollback" in told
+    assert not [i for i in d.bot.open_incidents() if i.description == marker]
+    assert not d.fake.find("chat.postMessage", lambda a: a.get("channel") == "C0RANDOM")
+    d.mention(ALICE, "status", f"Ev{time.monotonic_ns()}", channel="C0DEVOPS")
+    d.fake.wait_for(
+        lambda f: f.find(
+            "chat.postMessage",
+            lambda a: a.get("channel") == "C0DEVOPS" and "incidents" in a.get("text", "").lower(),
+        ),
+        what="status answered in #devops-team",
+    )

@@ -328,3 +328,31 @@ def test_checklist_clicks_are_ordered_with_their_incident() -> None:
 
     block = checklist_block_id("before", 7, ValueSigner(b"k" * 32))
     assert _ordering_id("rb_tick:before", None, block) == (7, "")
+
+
+def test_an_expired_approval_shows_as_expired_at_the_next_render(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    """A checklist tick after the approval's TTL re-renders the card: expired, no Run."""
+    from tests.core_fixtures import Clock
+
+    clock = Clock()
+    bot, jobs, _inbox = _jobs(fake, tmp_path, clock)
+    flows = jobs.flows  # type: ignore[attr-defined]
+    incident = flows.open(REQUESTER, "production", "ttl", source="slack")
+    flows.answer(REQUESTER, incident.id, "app_broken")
+    flows.choose(REQUESTER, incident.id, "app_rollback")
+    flows.request_approval(REQUESTER, incident.id)
+    flows.approve(ALICE, incident.id)
+    card = bot.get(incident.id)
+
+    def latest_card() -> str:
+        updates = [c for c in fake.calls_to("chat.update") if c.args.get("ts") == card.chat_message]
+        return str(updates[-1].args["blocks"])
+
+    assert "rb_run:go" in latest_card() and "approval expired at" not in latest_card()
+    clock.advance(minutes=31)  # the approval's TTL is 30 minutes
+    flows.set_ticks(REQUESTER, incident.id, "before", {"before.snapshot"})
+    shown = latest_card()
+    assert "approval expired at" in shown and "rb_run:go" not in shown
+    assert "*Approvals:* 0/1" in shown
