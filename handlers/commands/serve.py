@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from handlers.logs import add_logging_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -18,7 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--socket", action="store_true", help="Socket Mode (no public URL needed)")
-    mode.add_argument("--http", action="store_true", help="HTTP at /slack/events and /healthz")
+    mode.add_argument(
+        "--http",
+        action="store_true",
+        help="HTTP at /slack/events; probes /healthz, /readyz; /metrics",
+    )
     p.add_argument("--host", default="0.0.0.0", help="HTTP bind address (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
     p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
@@ -28,25 +34,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only acknowledge; run `rollbot worker` elsewhere (e.g. more ack replicas)",
     )
+    add_logging_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from handlers.logs import configure_logging
-    from handlers.slack.server import SlackTokens, serve_http, serve_socket
+    import logging
+    import sys
 
-    configure_logging()
-    if args.socket:
-        SlackTokens.from_env(socket_mode=True)  # fail with one line before anything starts
-        serve_socket(args.config, with_worker=not args.no_worker)
-    else:
-        SlackTokens.from_env(socket_mode=False)
-        serve_http(
-            args.config,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            threads=args.threads,
-            with_worker=not args.no_worker,
-        )
+    from handlers.logs import LogSettings, configure_logging
+    from handlers.rundir import RunDir
+
+    settings = LogSettings.resolve(args.log_format, args.log_level)
+    settings.export()  # the worker started below logs the same way
+    configure_logging(settings)
+    log = logging.getLogger("handlers.commands.serve")
+    if "prometheus_client" in sys.modules:  # its multiprocess mode is chosen at import
+        log.warning("metrics are per process: prometheus_client was imported too early")
+    # Before handlers.slack.server is imported: it sets $PROMETHEUS_MULTIPROC_DIR.
+    run_dir = RunDir.create()
+    log.info("runtime files (control socket, metrics, worker heartbeat) in %s", run_dir.path)
+    try:
+        from handlers.slack.server import SlackTokens, serve_http, serve_socket
+
+        if args.socket:
+            SlackTokens.from_env(socket_mode=True)  # fail with one line before anything starts
+            serve_socket(args.config, with_worker=not args.no_worker)
+        else:
+            SlackTokens.from_env(socket_mode=False)
+            serve_http(
+                args.config,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                threads=args.threads,
+                with_worker=not args.no_worker,
+                log_settings=settings,
+                run_dir=run_dir,
+            )
+    finally:
+        run_dir.remove()
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from handlers.logs import add_logging_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -29,19 +31,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=10,
         help="lower the worker's CPU priority by this much (default 10), so acks come first",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics on this port (for a worker run on its own; under `rollbot "
+        "serve` the worker's metrics are in the server's /metrics)",
+    )
+    add_logging_options(p)
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from handlers.logs import configure_logging
+    from handlers.logs import LogSettings, configure_logging
     from handlers.slack.worker import run_worker
 
-    configure_logging()
+    configure_logging(LogSettings.resolve(args.log_format, args.log_level))
     return run_worker(
         args.config,
         parent_pid=args.parent_pid,
         threads=args.threads,
         grace_seconds=args.grace,
         niceness=args.nice,
+        metrics_port=args.metrics_port,
     )

@@ -7,6 +7,8 @@ never an exception; a body over :data:`MAX_BODY` is a 413 before it is read;
 a verified body of the wrong shape (``handlers.slack.payloads``) is a 400.
 Nothing refused here reaches a listener, is logged in full, or makes rollbot
 post anywhere. Refusals are counted per source per minute (:class:`DoorRefusals`).
+Every Slack request is timed here, from arrival to answer, by payload kind
+(``handlers.metrics``): the ack latency Slack holds rollbot to (3 s).
 """
 
 from __future__ import annotations
@@ -25,7 +27,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.store import Store
-from handlers.slack.payloads import BadPayload, Ignored, classify, for_bolt, parse_body
+from handlers.metrics import observe_request
+from handlers.slack.payloads import (
+    BadPayload,
+    BlockActions,
+    Ignored,
+    MentionCallback,
+    SlashCommand,
+    UrlVerification,
+    ViewSubmission,
+    classify,
+    for_bolt,
+    parse_body,
+)
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
@@ -141,6 +155,18 @@ def _discard(stream: Any, length: int) -> None:
         left -= len(chunk)
 
 
+Probe = Callable[[], tuple[int, str, bytes]]
+STATUS_TEXT = {200: "200 OK", 503: "503 Service Unavailable"}
+KINDS: dict[type, str] = {
+    SlashCommand: "slash_command",
+    BlockActions: "block_actions",
+    ViewSubmission: "view_submission",
+    MentionCallback: "app_mention",
+    UrlVerification: "url_verification",
+    Ignored: "ignored",
+}
+
+
 def _reply(
     start_response: StartResponse, status: str, body: dict[str, Any] | None = None
 ) -> Iterable[bytes]:
@@ -151,21 +177,62 @@ def _reply(
     return [data]
 
 
+def _probe(start_response: StartResponse, probe: Probe) -> Iterable[bytes]:
+    code, content_type, data = probe()
+    start_response(
+        STATUS_TEXT.get(code, f"{code} Status"),
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(data))),
+            ("Cache-Control", "no-store"),
+        ],
+    )
+    return [data]
+
+
+class _Seen:
+    """What the metrics need to know about one request: its kind and the status sent."""
+
+    def __init__(self, start_response: StartResponse) -> None:
+        self.kind = "other"
+        self.status = 0
+        self._start_response = start_response
+
+    def start_response(self, status: str, headers: Any, *exc_info: Any) -> Any:
+        self.status = int(status.split(" ", 1)[0]) if status[:3].isdigit() else 0
+        return self._start_response(status, headers, *exc_info)
+
+
 def front_door(
     bolt: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
     signing_secret: str,
     refusals: DoorRefusals | None,
     *,
     path: str = "/slack/events",
+    probes: dict[str, Probe] | None = None,
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """WSGI: ``/healthz``; ``path`` checked (size, signature, shape) before ``bolt``."""
+    """WSGI: ``/healthz`` and the GET ``probes`` (``/readyz``, ``/metrics``); ``path``
+    checked (size, signature, shape) before ``bolt``, and timed as a whole by kind."""
+    probes = probes or {}
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         where = environ.get("PATH_INFO")
         if where == "/healthz":
             return _reply(start_response, "200 OK", {"ok": True})
-        if where != path or environ.get("REQUEST_METHOD") != "POST":
+        if where in probes and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return _probe(start_response, probes[where])
+        started = time.perf_counter()
+        seen = _Seen(start_response)
+        try:
+            return slack_request(environ, seen)
+        finally:
+            observe_request(seen.kind, seen.status, time.perf_counter() - started)
+
+    def slack_request(environ: dict[str, Any], seen: _Seen) -> Iterable[bytes]:
+        start_response = seen.start_response
+        if environ.get("PATH_INFO") != path or environ.get("REQUEST_METHOD") != "POST":
             return _reply(start_response, "404 Not Found", {"error": "not found"})
+        seen.kind = "refused"
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -185,11 +252,13 @@ def front_door(
             if refusals is not None:
                 refusals.record(str(environ.get("REMOTE_ADDR") or "unknown"), problem)
             return _reply(start_response, "401 Unauthorized", {"error": "invalid request"})
+        seen.kind = "malformed"
         try:
             payload = classify(parse_body(environ.get("CONTENT_TYPE") or "", raw))
         except BadPayload as exc:
             log.info("refused a signed Slack request of the wrong shape: %s", exc)
             return _reply(start_response, "400 Bad Request", {"error": "unexpected payload"})
+        seen.kind = KINDS.get(type(payload), "other")
         if isinstance(payload, Ignored):
             return _reply(start_response, "200 OK")
         body = json.dumps(for_bolt(payload)).encode()

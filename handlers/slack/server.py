@@ -6,6 +6,12 @@ starts ``rollbot worker`` beside it and restarts it if it dies. The two share
 nothing but the state database: the acknowledging side only records requests
 (``handlers.slack.app``), the worker does the work (``handlers.slack.worker``).
 Several replicas share one PostgreSQL state database and its inbox.
+
+Under gunicorn, ``/healthz`` says the process answers, ``/readyz`` whether it
+can do its job (``handlers.health``), ``/metrics`` what it did
+(``handlers.metrics``); the runtime files of one ``serve`` (gunicorn's control
+socket, the metrics files, the worker's heartbeat) live in its own folder
+(``handlers.rundir``), so two servers on one host do not meet there.
 """
 
 from __future__ import annotations
@@ -33,7 +39,15 @@ from bot.inbox import Inbox
 from bot.redact import redact, register_secret
 from bot.service import Rollbot
 from bot.store import Store, open_store
-from handlers.logs import gunicorn_logconfig
+from handlers.health import Readiness, migration_heads
+from handlers.logs import LogSettings, gunicorn_logconfig
+from handlers.metrics import (
+    count_acceptances,
+    count_slack_errors,
+    mark_process_dead,
+    metrics_probe,
+)
+from handlers.rundir import RunDir
 from handlers.slack.app import build_app
 from handlers.slack.client import api_url_from_env, make_web_client
 from handlers.slack.gate import DoorRefusals, front_door
@@ -82,8 +96,8 @@ class AckSide:
 def ack_side(config: str | Path | None, tokens: SlackTokens, *, socket_mode: bool) -> AckSide:
     settings = load_settings(config)
     store = open_store(settings.database_url, wait_seconds=ACK_DB_WAIT_SECONDS, ping=False)
-    inbox = Inbox(store, high_water=settings.slack.inbox_high_water)
-    client = make_web_client(tokens.bot_token, api_url_from_env())
+    inbox = count_acceptances(Inbox(store, high_water=settings.slack.inbox_high_water))
+    client = count_slack_errors(make_web_client(tokens.bot_token, api_url_from_env()))
     app = build_app(
         settings,
         inbox,
@@ -94,17 +108,23 @@ def ack_side(config: str | Path | None, tokens: SlackTokens, *, socket_mode: boo
     return AckSide(settings, store, app)
 
 
-def wsgi_app(side: AckSide, signing_secret: str) -> Callable[..., Iterable[bytes]]:
-    """``/slack/events`` behind the front door (``handlers.slack.gate``), ``/healthz``."""
+def wsgi_app(
+    side: AckSide, signing_secret: str, *, worker_heartbeat: Path | None = None
+) -> Callable[..., Iterable[bytes]]:
+    """``/slack/events`` behind the front door (``handlers.slack.gate``), ``/healthz``,
+    ``/readyz`` (``worker_heartbeat``: the file of the worker ``serve`` runs, if any),
+    ``/metrics``."""
     bot = Rollbot(side.settings, side.store)
 
     def audit(source: str, message: str) -> None:
         bot.note(None, "slack", "refused", message, {"source": source})
 
+    readiness = Readiness(side.store, worker_heartbeat, migration_heads())
     return front_door(
         SlackRequestHandler(side.app, path="/slack/events"),
         signing_secret,
         DoorRefusals(side.store, audit),
+        probes={"/readyz": readiness.probe, "/metrics": metrics_probe(side.store)},
     )
 
 
@@ -171,13 +191,26 @@ def serve_http(
     workers: int = 1,
     threads: int = 16,
     with_worker: bool = True,
+    log_settings: LogSettings | None = None,
+    run_dir: RunDir | None = None,
 ) -> None:
-    """Acknowledge under gunicorn's ``gthread`` workers; the work runs in ``rollbot worker``."""
+    """Acknowledge under gunicorn's ``gthread`` workers; the work runs in ``rollbot worker``.
+
+    ``run_dir`` holds gunicorn's control socket and the worker's heartbeat; without
+    one the control socket is off (the shared default path is what two servers on
+    one host fought over)."""
     from gunicorn.app.base import BaseApplication
 
     tokens = SlackTokens.from_env(socket_mode=False)
     settings = load_settings(config)  # a bad config fails here with one line, not in a worker
     open_store(settings.database_url).dispose()  # the schema is upgraded once, before anyone forks
+    log_settings = log_settings or LogSettings.resolve()
+    heartbeat = run_dir.heartbeat if run_dir is not None and with_worker else None
+    control: dict[str, Any] = (
+        {"control_socket": str(run_dir.control_socket)}
+        if run_dir is not None
+        else {"control_socket_disable": True}
+    )
 
     class Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -189,14 +222,17 @@ def serve_http(
                 "timeout": 60,
                 "graceful_timeout": 30,
                 "accesslog": None,
-                "logconfig_dict": gunicorn_logconfig(),
+                "loglevel": log_settings.level.lower(),
+                "logconfig_dict": gunicorn_logconfig(log_settings),
                 "proc_name": "rollbot",
+                "child_exit": lambda _server, worker: mark_process_dead(worker.pid),
+                **control,
             }.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Callable[..., Any]:
             side = ack_side(config, tokens, socket_mode=False)
-            return wsgi_app(side, tokens.signing_secret or "")
+            return wsgi_app(side, tokens.signing_secret or "", worker_heartbeat=heartbeat)
 
     worker = WorkerProcess(config).start() if with_worker else None
     try:

@@ -8,6 +8,10 @@ few seconds it also turns steps of dead workers into ``interrupted`` (and
 queues the notice), continues plans a person queued from the CLI, and
 refreshes the cards of incidents the CLI changed. SIGTERM stops the claiming;
 unfinished rows stay for the next start.
+
+Under ``rollbot serve`` the loop touches a heartbeat file in the server's
+folder (``handlers.rundir``), which ``/readyz`` reads, and the steps it drives
+and the Slack calls it makes are counted for ``/metrics`` (``handlers.metrics``).
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from bot.inbox import Inbox, InboxStatus
-from bot.models import AuditEvent, InboxItem
+from bot.models import AuditEvent, InboxItem, Step
 from bot.redact import redact
+from handlers import rundir
+from handlers.metrics import meter_steps, step_ended
 from handlers.runtime import Runtime
 from handlers.slack.flows import IncidentFlows
 from handlers.slack.jobs import NotYetPostedError, SlackJobs
@@ -65,6 +71,7 @@ class Worker:
         debounce_seconds: float = 1.0,
     ) -> None:
         self.runtime = runtime
+        meter_steps(runtime.executor)  # before the flows hand it any step to run
         self.flows = IncidentFlows(runtime, poster, debounce_seconds=debounce_seconds)
         self.jobs = SlackJobs(runtime, self.flows, poster)
         self.inbox = Inbox(runtime.bot.store, lease=timedelta(seconds=60))
@@ -77,12 +84,16 @@ class Worker:
         self._lock = threading.Lock()
         self._last_audit_id: int | None = None
         self._next_prune = 0.0
+        served_by = rundir.current()
+        self.heartbeat = rundir.Heartbeat(served_by.heartbeat) if served_by else None
 
     # ------------------------------------------------------------ the loop
     def run(self, stop: threading.Event, parent_pid: int | None = None) -> None:
         self._scan(first=True)
         next_scan = time.monotonic() + self.scan_seconds
         while not stop.is_set():
+            if self.heartbeat is not None:
+                self.heartbeat.beat()
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.warning("the rollbot serve process that started this worker is gone; stopping")
                 break
@@ -130,7 +141,20 @@ class Worker:
             log.error("inbox row %s failed:\n%s", item.id, redact(traceback.format_exc()))
             status = InboxStatus.FAILED
             self._quietly(self.jobs.tell_failure, item)
+        if item.action == "step_interrupted":
+            self._count_interrupted(item)
         self._finish(item, status, attempt)
+
+    def _count_interrupted(self, item: InboxItem) -> None:
+        """One interrupted attempt for ``/metrics`` (its notice is queued once per attempt,
+        by the recovery at start-up as well as by the periodic one)."""
+        try:
+            with self.runtime.bot.store.read() as session:
+                step = session.get(Step, int((item.payload or {}).get("step_id") or 0))
+            if step is not None:
+                step_ended(step, "interrupted", None)
+        except Exception as exc:  # a metric is never worth failing the row for
+            log.warning("could not count an interrupted step: %s", _short(exc))
 
     def _finish(self, item: InboxItem, status: InboxStatus, attempt: int) -> None:
         try:
@@ -247,6 +271,7 @@ def run_worker(
     threads: int = 4,
     grace_seconds: float = 25.0,
     niceness: int = 10,
+    metrics_port: int | None = None,
 ) -> int:
     """``rollbot worker`` until SIGTERM; running steps get ``grace_seconds`` to finish, then
     the process ends and they become ``interrupted`` at the next start (a person decides)."""
@@ -263,8 +288,12 @@ def run_worker(
         # Acks are short and must not wait for the CPU behind a restore: the worker and the
         # tools it starts (pg_dump, pg_restore inherit it) yield to the acknowledging side.
         os.nice(niceness)
-    client = make_web_client(tokens.bot_token, api_url_from_env())
+    from handlers.metrics import count_slack_errors, serve_metrics
+
+    client = count_slack_errors(make_web_client(tokens.bot_token, api_url_from_env()))
     runtime = start_runtime(config, directory=SlackGroupDirectory(client))
+    if metrics_port:
+        serve_metrics(metrics_port, runtime.bot.store)
     worker = Worker(runtime, SlackPoster(client), threads=threads)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
