@@ -154,6 +154,12 @@ class IncidentFlows:
             if not parent:
                 return incident
             channel, thread = parent["channel"], parent["ts"]
+            self.bot.auto_tick(
+                incident.id,
+                "before.notify_team",
+                f"incident thread posted in {self.settings.slack.incidents_channel}",
+            )
+            incident = self.bot.get(incident.id)  # the card shows the tick
         else:
             channel, thread = incident.chat_channel, incident.chat_thread
         card_text, card_blocks = blocks.incident_card(self.card_view(incident))
@@ -187,19 +193,11 @@ class IncidentFlows:
         incident = self.ensure_thread(incident)
         link = blocks.thread_link(incident.chat_channel, incident.chat_thread)
         where = f" in *{incident.environment}*" if incident.environment else ""
-        told = self.poster.post(
+        self.poster.post(
             self.settings.slack.devops_channel,
             f":rotating_light: {incident.ref}: <@{user}> started a database rollback{where}: "
             f"{incident.description or 'no description'} — <{link}|thread>",
         )
-        if told and incident.chat_thread:
-            self.bot.auto_tick(
-                incident.id,
-                "before.notify_team",
-                f"thread in {self.settings.slack.incidents_channel}, notice in "
-                f"{self.settings.slack.devops_channel}",
-            )
-            self.refresh(incident.id)
         return incident
 
     def answer(self, user: str, incident_id: int, choice: str) -> None:

@@ -162,8 +162,10 @@ def plan_restore(
     migrations_table: str = DEFAULT_MIGRATIONS_TABLE,
     now: datetime | None = None,
     options: RestoreOptions | None = None,
+    conn: psycopg.Connection | None = None,
 ) -> RestorePlan:
-    """A preview; reads the snapshot's manifest and the target, changes nothing.
+    """A preview; reads the snapshot's manifest and the target (through ``conn`` when the
+    caller has one open), changes nothing.
 
     Raises RestoreRefusedError when the snapshot does not fit the target (another
     database or server, roles missing) without the option that allows it.
@@ -172,7 +174,7 @@ def plan_restore(
     options = options or RestoreOptions()
     snap = get_snapshot(storage, name)
     db = dbname(url)
-    with connect(url) as conn:
+    with contextlib.nullcontext(conn) if conn is not None else connect(url) as conn:
         source = _check_fits(conn, snap, options)
         size_row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         current_head = migrations_head(conn, migrations_table)

@@ -379,20 +379,24 @@ class RestoreStep:
         }
 
     def plan(self, ctx: StepContext) -> Plan:
+        from providers.postgres.conn import connect
         from providers.postgres.restore import plan_restore
-        from providers.postgres.snapshot import get_snapshot
+        from providers.postgres.snapshot import get_snapshot, migrations_head
 
         env = ctx.environment
         storage = storage_of(env)
-        name = self._choose(storage, None if self.snapshot else current_head(env))
-        preview = plan_restore(
-            env.database_url(),
-            storage,
-            name,
-            mode=self.mode,  # type: ignore[arg-type]
-            migrations_table=env.migrations_table,
-            options=self._options(),
-        )
+        with connect(env.database_url()) as conn:  # one connection for the whole preview
+            current = None if self.snapshot else migrations_head(conn, env.migrations_table)
+            name = self._choose(storage, current)
+            preview = plan_restore(
+                env.database_url(),
+                storage,
+                name,
+                mode=self.mode,  # type: ignore[arg-type]
+                migrations_table=env.migrations_table,
+                options=self._options(),
+                conn=conn,
+            )
         lines = preview.lines()
         chosen = get_snapshot(storage, name)
         head = (chosen.manifest or {}).get("migrations_head")
