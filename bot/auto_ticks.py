@@ -4,7 +4,7 @@ People should not have to tick "take a snapshot" after rollbot took and verified
 nor "verify database state" after its verify step passed. An item a person already
 ticked (or unticked) stays as they left it; rollbot only ticks what is still open.
 What counts as evidence is read from step results by their keys (``safety_snapshot``,
-``snapshot`` + ``verified``, ``migration``, ``smoke_queries``), so the core names no
+the declared ``safety`` snapshot, ``migration``, ``smoke_queries``), so the core names no
 provider.
 """
 
@@ -18,7 +18,8 @@ AUTO_ACTOR = "rollbot"
 def from_step(kind: str, title: str, result: dict[str, Any]) -> dict[str, str]:
     """Checklist item -> evidence, for a step that succeeded with ``result``."""
     found: dict[str, str] = {}
-    snapshot = result.get("safety_snapshot") or (result.get("verified") and result.get("snapshot"))
+    declared = result.get("safety") if isinstance(result.get("safety"), dict) else {}
+    snapshot = result.get("safety_snapshot") or (declared.get("verified") and declared.get("name"))
     if snapshot:
         found["before.snapshot"] = f"verified snapshot {snapshot}"
     if result.get("migration"):

@@ -29,7 +29,7 @@ from bot.lifecycle import STEP_DONE, State, StepStatus
 from bot.models import Incident, Step
 from bot.redact import redact
 from bot.service import Rollbot, parse_ref
-from bot.steps import StepResult, build_step
+from bot.steps import StepResult, build_step, declares_safety
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -302,15 +302,11 @@ class Executor:
         sink.step_started(incident, step)
         try:
             impl = build_step(step.kind, step.params)
-            if (
-                type(impl).destructive
-                and getattr(impl, "safety_snapshot", "required") == "required"
-            ):
-                snap = ctx.shared.get("postgres.snapshot") or {}
-                if not snap.get("verified"):
-                    raise RollbotError(
-                        f"refusing destructive step {step.title!r}: no verified safety snapshot was taken first"
-                    )
+            if _needs_safety(impl) and not any(declares_safety(r) for r in ctx.shared.values()):
+                raise RollbotError(
+                    f"refusing destructive step {step.title!r}: no verified safety snapshot "
+                    "was taken first"
+                )
             result = impl.run(ctx)
         except RollbotError as exc:
             result = StepResult(False, redact(exc))
@@ -331,6 +327,8 @@ class Executor:
             row.status = (StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED).value
             row.finished_at = self.bot.clock()
             row.result = {"summary": result.summary, **result.data}
+            if result.ok and result.safety is not None:
+                row.result.update(result.safety.as_result())
             row.error = None if result.ok else result.summary
             if result.ok:
                 self.bot._auto_tick(
@@ -413,3 +411,10 @@ class Executor:
     def shutdown(self, wait: bool = True) -> None:
         if self._pool:
             self._pool.shutdown(wait=wait)
+
+
+def _needs_safety(step: object) -> bool:
+    """Destructive, and not one that takes its own copy (or where a copy cannot help)."""
+    return bool(type(step).destructive) and (  # type: ignore[attr-defined]
+        getattr(step, "safety_snapshot", "required") == "required"
+    )

@@ -61,10 +61,29 @@ class RestoreSource:
 
 
 @dataclass(frozen=True)
+class SafetySnapshot:
+    """What a step declares when it took a verified copy of the state a later destructive
+    step replaces; the executor's safety rule reads only this, never a provider's name."""
+
+    name: str
+    where: str  # a backups location, a branch, a database: whatever finds it again
+
+    def as_result(self) -> dict[str, Any]:
+        return {"safety": {"name": self.name, "where": self.where, "verified": True}}
+
+
+def declares_safety(result: dict[str, Any] | None) -> bool:
+    """Did a finished step's stored result declare a verified safety snapshot?"""
+    safety = (result or {}).get("safety")
+    return isinstance(safety, dict) and safety.get("verified") is True
+
+
+@dataclass(frozen=True)
 class StepResult:
     ok: bool
     summary: str
     data: dict[str, Any] = field(default_factory=dict)
+    safety: SafetySnapshot | None = None  # set only after the copy was verified
 
 
 @dataclass

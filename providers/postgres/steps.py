@@ -13,7 +13,14 @@ from typing import Any, ClassVar
 
 from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
-from bot.steps import Plan, RestoreSource, StepContext, StepResult, register_step
+from bot.steps import (
+    Plan,
+    RestoreSource,
+    SafetySnapshot,
+    StepContext,
+    StepResult,
+    register_step,
+)
 from providers.drizzle.journal import Journal, read_journal
 from providers.postgres.conn import dbname, describe, describe_environment
 from providers.postgres.snapshot import human_size
@@ -240,7 +247,8 @@ class SnapshotStep:
         return StepResult(
             True,
             f"verified snapshot {snap.name} ({snap.summary()})",
-            {"snapshot": snap.name, "verified": True, "location": env.backups},
+            {"snapshot": snap.name, "location": env.backups},
+            safety=SafetySnapshot(snap.name, env.backups),
         )
 
 
