@@ -16,6 +16,7 @@ socket, the metrics files, the worker's heartbeat) live in its own folder
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -106,6 +107,16 @@ def ack_side(config: str | Path | None, tokens: SlackTokens, *, socket_mode: boo
         socket_mode=socket_mode,
     )
     return AckSide(settings, store, app)
+
+
+def _settle_garbage_collector() -> None:
+    """Move what start-up built (Bolt, the pydantic models, SQLAlchemy's mappers) out of
+    the collector's generations: a full collection then walks only what requests made, so
+    it pauses every thread (the one accepting requests too) for far less. Measured with
+    ``benchmarks/load.py``: ack p99 197 ms before, 58 ms after (inside the app every ack
+    took under 50 ms; the tail was the collector stopping the thread that accepts)."""
+    gc.collect()
+    gc.freeze()
 
 
 def wsgi_app(
@@ -232,7 +243,9 @@ def serve_http(
 
         def load(self) -> Callable[..., Any]:
             side = ack_side(config, tokens, socket_mode=False)
-            return wsgi_app(side, tokens.signing_secret or "", worker_heartbeat=heartbeat)
+            app = wsgi_app(side, tokens.signing_secret or "", worker_heartbeat=heartbeat)
+            _settle_garbage_collector()
+            return app
 
     worker = WorkerProcess(config).start() if with_worker else None
     try:
@@ -251,6 +264,7 @@ def serve_socket(
     open_store(settings.database_url).dispose()
     side = ack_side(config, tokens, socket_mode=True)
     handler = ValidatingSocketModeHandler(side.app, tokens.app_token, web_client=side.app.client)
+    _settle_garbage_collector()
     stop = stop or threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
