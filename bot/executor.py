@@ -54,7 +54,8 @@ class NullSink:
         pass
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a permission refusal means it does)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -91,7 +92,7 @@ class Executor:
         if claimed_by == self.worker_id:
             return False
         if host == HOST and pid_text.isdigit():
-            return not _alive(int(pid_text)) or int(pid_text) == os.getpid()
+            return not process_alive(int(pid_text)) or int(pid_text) == os.getpid()
         return heartbeat_at is None or heartbeat_at < self.bot.clock() - self.lease  # type: ignore[operator]
 
     def process_gone(self, claimed_by: str) -> bool:
@@ -100,7 +101,7 @@ class Executor:
         pid_text = rest.split(":", 1)[0]
         if claimed_by == self.worker_id or host != HOST or not pid_text.isdigit():
             return False
-        return not _alive(int(pid_text))
+        return not process_alive(int(pid_text))
 
     def recover(self) -> list[Step]:
         """Turn steps left ``running`` by a dead worker into ``interrupted`` (at start-up, and

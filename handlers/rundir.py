@@ -20,21 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.executor import process_alive
+
 PREFIX = "rollbot-serve-"
 ENV = "ROLLBOT_RUN_DIR"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HEARTBEAT = "worker.heartbeat"
 BEAT_EVERY = 1.0  # seconds between two heartbeat writes
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -77,7 +69,7 @@ def _remove_stale() -> None:
     """Folders of servers that died without cleaning up (kill -9, a power cut)."""
     for entry in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
         pid = entry.name.removeprefix(PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and entry.is_dir():
+        if pid.isdigit() and not process_alive(int(pid)) and entry.is_dir():
             with contextlib.suppress(OSError):
                 if entry.stat().st_uid == os.getuid():
                     shutil.rmtree(entry, ignore_errors=True)
@@ -119,7 +111,7 @@ def worker_alive(path: Path, stale_after: float) -> str | None:
         age = time.time() - path.stat().st_mtime
     except (OSError, ValueError):
         return "no heartbeat yet (starting, or not running)"
-    if not pid or not _alive(pid):
+    if not pid or not process_alive(pid):
         return f"worker process {pid} is gone"
     if age > stale_after:
         return f"no heartbeat for {age:.0f} s"

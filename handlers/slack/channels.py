@@ -39,7 +39,9 @@ class ChannelDirectory:
             return False
         if channel_id in self.configured or channel_id in self._current():
             return True
-        return channel_id in self._current(force=True)
+        # Unknown: the channel may be newly created; look again, at most once a minute.
+        recent = self._at is not None and self.clock() - self._at < 60
+        return not recent and channel_id in self._current(force=True)
 
     def _current(self, force: bool = False) -> set[str]:
         with self._lock:
