@@ -79,9 +79,9 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from bot.config import load_settings  # noqa: E402
 from bot.service import Rollbot  # noqa: E402
 from bot.store import Store, normalise_url  # noqa: E402
+from handlers.runtime import load_config  # noqa: E402
 from handlers.slack.flows import SIGNING_KEY  # noqa: E402
 from handlers.slack.metadata import ActionValue, ValueSigner, new_nonce  # noqa: E402
 from providers.postgres.cluster import ThrowawayCluster, free_port  # noqa: E402
@@ -597,7 +597,7 @@ class RestoreWatch:
     def queue_one(self) -> None:
         """Through the core, as from the CLI (while the clients keep the inbox busy)."""
         if self._bot is None:
-            settings = load_settings(self.driver.config).model_copy(
+            settings = load_config(self.driver.config).model_copy(
                 update={"database_url": self.db.url}
             )
             self._bot = Rollbot(settings, Store(self.db.url), directory=_Dbas())
@@ -711,7 +711,7 @@ def clone_database(cluster: ThrowawayCluster, template: str, name: str) -> str:
 
 def snapshot(folder: Path, prod: str, sqlite: bool) -> None:
     config = write_slack_config(folder, sqlite=sqlite)
-    env = load_settings(config).environment("production")
+    env = load_config(config).environment("production")
     create_snapshot(prod, storage_of(env), migrations_table=env.migrations_table)
 
 

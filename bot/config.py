@@ -34,7 +34,6 @@ from bot.redact import register_env_secrets, register_secret
 
 Tier = Literal["development", "staging", "production"]
 TIERS: tuple[Tier, ...] = ("development", "staging", "production")
-ProviderName = Literal["postgres", "neon", "rds", "cloudsql"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _SECRET_IN_TEXT = re.compile(r"://[^/\s:@]+:[^@\s]+@|xox[abp]-|AKIA[0-9A-Z]{16}")
@@ -200,57 +199,31 @@ class CommandsConfig(_Strict):
     timeout_seconds: int = Field(900, ge=1)
 
 
-class NeonConfig(_Strict):
-    project_id: str
-    branch_id: str | None = None
-    api_key_env: EnvVarName = "NEON_API_KEY"
-    api_url: str = "https://console.neon.tech/api/v2"
+# A provider's own settings live with the provider (``providers/<name>/config.py``) and are
+# registered by the composition root before the file is loaded: the core names none.
+_PROVIDER_SECTIONS: dict[str, type[BaseModel] | None] = {}
 
 
-class RdsConfig(_Strict):
-    instance_id: str | None = None
-    cluster_id: str | None = None
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
-
-    @model_validator(mode="after")
-    def _one_target(self) -> RdsConfig:
-        if bool(self.instance_id) == bool(self.cluster_id):
-            raise ValueError("set exactly one of instance_id (RDS) or cluster_id (Aurora)")
-        return self
+def register_provider_section(provider: str, model: type[BaseModel] | None) -> None:
+    """Declare a provider (and the model of its ``[environments.NAME.<provider>]`` section)."""
+    _PROVIDER_SECTIONS[provider] = model
 
 
-class CloudSqlConfig(_Strict):
-    project: str
-    instance: str
-    credentials_env: EnvVarName | None = "GOOGLE_APPLICATION_CREDENTIALS"
-    api_url: str = "https://sqladmin.googleapis.com/"
+def known_providers() -> list[str]:
+    return sorted(_PROVIDER_SECTIONS)
 
 
-def missing_provider_section(provider: object, sections: dict[str, Any]) -> str | None:
-    """The cloud section a provider needs, if absent (also run on the raw file, see below)."""
-    if provider in ("neon", "rds", "cloudsql") and sections.get(str(provider)) is None:
-        return f"provider {provider!r} needs a [{provider}] section"
-    return None
-
-
-def _unchecked_provider_sections(source: str, data: dict[str, Any]) -> list[str]:
-    """The provider-section rule for environments pydantic never got to check as a whole
-    (it runs a model rule only when every field is valid): reported in the same pass."""
-    envs = data.get("environments")
-    out = []
-    for name, env in envs.items() if isinstance(envs, dict) else ():
-        if isinstance(env, dict):
-            problem = missing_provider_section(env.get("provider", "postgres"), env)
-            if problem:
-                out.append(f"{source}: environments.{name}: {problem}")
-    return out
+def _known_provider(value: str) -> str:
+    if value not in _PROVIDER_SECTIONS:
+        known = ", ".join(known_providers()) or "none registered"
+        raise ValueError(f"unknown provider {value!r}; this rollbot build has: {known}")
+    return value
 
 
 class EnvironmentConfig(_Strict):
     name: str = ""
     tier: Tier
-    provider: ProviderName = "postgres"
+    provider: Annotated[str, AfterValidator(_known_provider)] = "postgres"
     database_url_env: EnvVarName
     backups: str = "backups"
     backups_s3_endpoint_url: str | None = None
@@ -259,9 +232,8 @@ class EnvironmentConfig(_Strict):
     migrations_table: str = "drizzle.__drizzle_migrations"
     smoke_queries: tuple[str, ...] = ()
     commands: CommandsConfig = CommandsConfig()
-    neon: NeonConfig | None = None
-    rds: RdsConfig | None = None
-    cloudsql: CloudSqlConfig | None = None
+    # The provider's own section, validated by the model it registered (see above).
+    section: Any = Field(None, validate_default=True)
 
     @field_validator("migrations_table")
     @classmethod
@@ -270,13 +242,37 @@ class EnvironmentConfig(_Strict):
             raise ValueError(f"{value!r} is not a table name like schema.table")
         return value
 
-    @model_validator(mode="after")
-    def _provider_section(self) -> EnvironmentConfig:
-        sections = {k: getattr(self, k) for k in ("neon", "rds", "cloudsql")}
-        problem = missing_provider_section(self.provider, sections)
-        if problem:
-            raise ValueError(problem)
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _take_provider_section(cls, data: Any) -> Any:
+        """``[environments.NAME.neon]`` becomes ``section`` when the provider is ``neon``."""
+        if isinstance(data, dict) and "section" not in data:
+            provider = data.get("provider", "postgres")
+            if isinstance(provider, str) and provider in data:
+                section = data[provider]
+                data = {k: v for k, v in data.items() if k != provider}
+                data["section"] = section
+        return data
+
+    @field_validator("section")
+    @classmethod
+    def _valid_section(cls, value: Any, info: ValidationInfo) -> Any:
+        provider = info.data.get("provider")
+        if not isinstance(provider, str) or provider not in _PROVIDER_SECTIONS:
+            return value  # the unknown provider is reported on its own field
+        model = _PROVIDER_SECTIONS[provider]
+        if model is None:
+            if value is not None:
+                raise ValueError(f"provider {provider!r} takes no [{provider}] section")
+            return None
+        if isinstance(value, model):
+            return value
+        if value is None:
+            try:
+                return model()
+            except ValidationError:
+                raise ValueError(f"provider {provider!r} needs a [{provider}] section") from None
+        return model.model_validate(value)
 
     def database_url(self) -> str:
         """The database URL from the environment variable this environment names."""
@@ -290,12 +286,9 @@ class EnvironmentConfig(_Strict):
         return value
 
     def secret_env_vars(self) -> list[str]:
-        names = [self.database_url_env]
-        if self.neon:
-            names.append(self.neon.api_key_env)
-        if self.cloudsql and self.cloudsql.credentials_env:
-            names.append(self.cloudsql.credentials_env)
-        return names
+        """The database URL's variable and those the provider's section names as secret."""
+        from_section = getattr(self.section, "secret_env_vars", None)
+        return [self.database_url_env, *(from_section() if from_section else ())]
 
 
 class Settings(BaseSettings):
@@ -371,8 +364,14 @@ def default_config_path() -> Path | None:
     return local if local.exists() else None
 
 
-def _format_error(source: str, err: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("function-after", "[key]"))
+def _format_error(source: str, err: dict[str, Any], data: dict[str, Any]) -> str:
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("function-after", "[key]")]
+    if loc[:1] == ["environments"] and loc[2:] == ["section"]:  # about the section as a whole
+        del loc[2]
+    elif loc[:1] == ["environments"] and loc[2:3] == ["section"]:  # as the file spells it
+        env = (data.get("environments") or {}).get(loc[1])
+        loc[2] = env.get("provider", "postgres") if isinstance(env, dict) else "section"
+    where = ".".join(loc)
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown setting (check spelling; secrets go in env vars, named by *_env settings)"
@@ -438,8 +437,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
     try:
         settings = Settings(**data, source=source)
     except ValidationError as exc:
-        problems += [_format_error(source, e) for e in exc.errors()]
-        problems += [p for p in _unchecked_provider_sections(source, data) if p not in problems]
+        problems += [_format_error(source, e, data) for e in exc.errors()]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.config import EnvironmentConfig
+from bot.config import EnvironmentConfig, register_provider_section
 from bot.errors import RollbotError
 from bot.runbook import RUNBOOK
 
@@ -25,9 +25,11 @@ class StepSpec:
 
 
 class Provider(Protocol):
-    """One platform's planner: the steps each runbook method means there, in order."""
+    """One platform's planner: the steps each runbook method means there, in order, and
+    the model of its configuration section (None when it takes none)."""
 
     name: str
+    config_model: type[Any] | None
 
     def steps_for(
         self, method_id: str, env: EnvironmentConfig, options: dict[str, Any]
@@ -40,7 +42,9 @@ _PROVIDERS: dict[str, Provider] = {}
 
 
 def register_provider(provider: Provider) -> Provider:
+    """Make a provider plannable and its ``provider = "<name>"`` setting valid."""
     _PROVIDERS[provider.name] = provider
+    register_provider_section(provider.name, provider.config_model)
     return provider
 
 

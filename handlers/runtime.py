@@ -19,8 +19,14 @@ from bot.service import Rollbot
 
 
 def register_provider_steps() -> None:
-    """Import the modules that register provider step kinds."""
+    """Import the modules that register provider step kinds, planners and config sections."""
     import providers.steps  # noqa: F401
+
+
+def load_config(path: str | Path | None = None) -> Settings:
+    """The settings, validated with every provider's section model (registered first)."""
+    register_provider_steps()
+    return load_settings(path)
 
 
 @dataclass
@@ -33,7 +39,7 @@ class Runtime:
 def start_runtime(
     config: str | Path | Settings | None = None, *, directory: GroupDirectory | None = None
 ) -> Runtime:
-    settings = config if isinstance(config, Settings) else load_settings(config)
+    settings = config if isinstance(config, Settings) else load_config(config)
     register_provider_steps()
     bot = Rollbot.open(settings, directory=directory)
     executor = Executor(bot)

@@ -6,7 +6,12 @@ import providers.postgres.steps
 import providers.postgres.triage_step
 import providers.postgres.undo_step  # noqa: F401
 from bot.methods import register_provider
-from providers.postgres.plans import POSTGRES_COMPATIBLE, PostgresPlans
+from providers.cloudsql.config import CloudSqlConfig
+from providers.neon.config import NeonConfig
+from providers.postgres.plans import PostgresPlans
+from providers.rds.config import RdsConfig
 
-for _name in POSTGRES_COMPATIBLE:
-    register_provider(PostgresPlans(_name))
+register_provider(PostgresPlans("postgres"))
+# Until they have planners of their own, what is PostgreSQL on these platforms runs as there.
+for _name, _model in (("neon", NeonConfig), ("rds", RdsConfig), ("cloudsql", CloudSqlConfig)):
+    register_provider(PostgresPlans(_name, _model))

@@ -8,9 +8,12 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+from handlers.runtime import register_provider_steps
 from providers.postgres.cluster import ThrowawayCluster
 
 pytest_plugins = ["tests.core_fixtures"]
+# Provider sections are validated by models the providers register: before any config loads.
+register_provider_steps()
 
 _db_counter = itertools.count(1)
 

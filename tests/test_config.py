@@ -136,3 +136,52 @@ def test_unexpected_errors_are_one_secret_free_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rollbot: unexpected error: OSError: disk full")
     assert "hunter2" not in err[0]
+
+
+PROVIDER_SECTIONS = """
+[environments.staging]
+tier = "staging"
+provider = "neon"
+database_url_env = "DATABASE_URL_STAGING"
+
+[environments.staging.neon]
+api_key_env = "not a name"
+colour = "blue"
+
+[environments.production]
+tier = "production"
+database_url_env = "DATABASE_URL_PRODUCTION"
+
+[environments.production.postgres]
+port = 5432
+"""
+
+
+def test_a_provider_section_is_checked_by_the_provider_s_own_model(tmp_path: Path) -> None:
+    """The section's fields are reported where the file spells them, all in one pass."""
+    path = tmp_path / "rollbot.toml"
+    path.write_text(PROVIDER_SECTIONS)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    text = str(caught.value)
+    for expected in (
+        "environments.staging.neon.project_id: required setting is missing",
+        "environments.staging.neon.api_key_env: 'not a name' is not an environment variable",
+        "environments.staging.neon.colour: unknown setting",
+        "environments.production: provider 'postgres' takes no [postgres] section",
+    ):
+        assert expected in text, (expected, text)
+
+
+def test_a_valid_section_becomes_the_provider_s_model(tmp_path: Path) -> None:
+    from providers.neon.config import NeonConfig
+
+    path = tmp_path / "rollbot.toml"
+    path.write_text(
+        '[environments.staging]\ntier = "staging"\nprovider = "neon"\n'
+        'database_url_env = "DATABASE_URL_STAGING"\n'
+        '[environments.staging.neon]\nproject_id = "p-1"\napi_key_env = "STAGING_NEON_KEY"\n'
+    )
+    env = load_settings(path).environment("staging")
+    assert isinstance(env.section, NeonConfig) and env.section.project_id == "p-1"
+    assert env.secret_env_vars() == ["DATABASE_URL_STAGING", "STAGING_NEON_KEY"]

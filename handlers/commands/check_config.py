@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from bot.config import TIERS, Settings, load_settings, unset_env_vars
+from bot.config import TIERS, Settings, unset_env_vars
+from handlers.runtime import load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.file or args.config)
+    settings = load_config(args.file or args.config)
     missing = unset_env_vars(settings)
     if missing and args.require_env:
         for name in missing:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.config import load_settings
 from bot.errors import NotFoundError, RollbotError
 from handlers.jsonout import add_json_flag, emit, iso_from_millis
+from handlers.runtime import load_config
 from providers.drizzle.apply import DEFAULT_TABLE
 from providers.drizzle.journal import Journal, JournalEntry, read_journal
 from providers.drizzle.tracking import MigrationStatus, migration_status
@@ -49,7 +49,7 @@ def resolve_target(args: argparse.Namespace, *, need_url: bool) -> DrizzleTarget
     url: str | None = args.database_url
     table: str | None = args.table
     if args.env:
-        env = load_settings(args.config).environment(args.env)
+        env = load_config(args.config).environment(args.env)
         folder = folder or env.migrations_dir
         table = table or env.migrations_table
         if url is None and (need_url or env.database_url_env):

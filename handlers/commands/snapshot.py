@@ -14,11 +14,12 @@ import argparse
 import sys
 from typing import Any
 
-from bot.config import EnvironmentConfig, load_settings
+from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
 from bot.redact import redact
 from handlers.jsonout import add_json_flag, emit, iso
 from handlers.progress import TransferProgress
+from handlers.runtime import load_config
 from providers.postgres.snapshot import (
     DEFAULT_FORMAT,
     FORMATS,
@@ -116,7 +117,7 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    env = load_settings(args.config).environment(args.env)
+    env = load_config(args.config).environment(args.env)
     storage = _storage(env)
     out = sys.stdout
     if args.json and not args.list:

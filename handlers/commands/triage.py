@@ -13,10 +13,11 @@ import argparse
 import sys
 from typing import Any
 
-from bot.config import EnvironmentConfig, load_settings
+from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
 from bot.redact import redact
 from handlers.jsonout import add_json_flag, emit, iso
+from handlers.runtime import load_config
 from providers.postgres.triage import ActivityListing, Backend, activity, cancel, plan, terminate
 
 
@@ -88,7 +89,7 @@ def listing_json(env: EnvironmentConfig, listing: ActivityListing) -> dict[str, 
 def run(args: argparse.Namespace) -> int:
     if args.json and (args.cancel is not None or args.terminate is not None):
         raise RollbotError("--json only lists; drop it to --cancel or --terminate a backend")
-    settings = load_settings(args.config)
+    settings = load_config(args.config)
     env = settings.resolve_environment(args.env)
     url = env.database_url()
     listing = activity(url)

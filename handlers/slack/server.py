@@ -34,7 +34,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.errors import ConfigError
 from bot.inbox import Inbox
 from bot.redact import redact, register_secret
@@ -49,6 +49,7 @@ from handlers.metrics import (
     metrics_probe,
 )
 from handlers.rundir import RunDir
+from handlers.runtime import load_config
 from handlers.slack.app import build_app
 from handlers.slack.client import api_url_from_env, make_web_client
 from handlers.slack.gate import DoorRefusals, front_door
@@ -95,7 +96,7 @@ class AckSide:
 
 
 def ack_side(config: str | Path | None, tokens: SlackTokens, *, socket_mode: bool) -> AckSide:
-    settings = load_settings(config)
+    settings = load_config(config)
     store = open_store(settings.database_url, wait_seconds=ACK_DB_WAIT_SECONDS, ping=False)
     inbox = count_acceptances(Inbox(store, high_water=settings.slack.inbox_high_water))
     client = count_slack_errors(make_web_client(tokens.bot_token, api_url_from_env()))
@@ -213,7 +214,7 @@ def serve_http(
     from gunicorn.app.base import BaseApplication
 
     tokens = SlackTokens.from_env(socket_mode=False)
-    settings = load_settings(config)  # a bad config fails here with one line, not in a worker
+    settings = load_config(config)  # a bad config fails here with one line, not in a worker
     open_store(settings.database_url).dispose()  # the schema is upgraded once, before anyone forks
     log_settings = log_settings or LogSettings.resolve()
     heartbeat = run_dir.heartbeat if run_dir is not None and with_worker else None
@@ -260,7 +261,7 @@ def serve_socket(
 ) -> None:
     """Socket Mode: connect out to Slack, retrying while it is unreachable."""
     tokens = SlackTokens.from_env(socket_mode=True)
-    settings = load_settings(config)
+    settings = load_config(config)
     open_store(settings.database_url).dispose()
     side = ack_side(config, tokens, socket_mode=True)
     handler = ValidatingSocketModeHandler(side.app, tokens.app_token, web_client=side.app.client)

@@ -102,6 +102,7 @@ class PostgresPlans:
     """``bot.methods.Provider`` for PostgreSQL (and what is PostgreSQL on the others)."""
 
     name: str = "postgres"
+    config_model: type[Any] | None = None
 
     def steps_for(
         self, method_id: str, env: EnvironmentConfig, options: dict[str, Any]
@@ -145,6 +146,3 @@ class PostgresPlans:
                 )
             raise RollbotError("Neon branch rollback is not built yet; see the runbook's steps")
         raise RollbotError(f"method {method_id!r} has no step plan on {self.name}")
-
-
-POSTGRES_COMPATIBLE = ("postgres", "neon", "rds", "cloudsql")

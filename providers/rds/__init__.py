@@ -1,0 +1,1 @@
+"""AWS RDS and Aurora (point-in-time restore through the RDS API)."""
