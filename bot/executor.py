@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from bot import auto_ticks
 from bot.errors import RollbotError
@@ -29,7 +30,7 @@ from bot.lifecycle import STEP_DONE, State, StepStatus
 from bot.models import Incident, Step
 from bot.redact import redact
 from bot.service import Rollbot, parse_ref
-from bot.steps import StepResult, build_step, declares_safety
+from bot.steps import StepResult, build_step
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -137,6 +138,8 @@ class Executor:
             return interrupted
         with self.bot.store.session() as session:
             for step in dead:
+                if self._requeue_to_resume(session, step):
+                    continue
                 changed = session.execute(
                     update(Step)
                     .where(Step.id == step.id, Step.status == StepStatus.RUNNING.value)
@@ -158,6 +161,33 @@ class Executor:
                         data={"step_id": step.id},
                     )
         return interrupted
+
+    def _requeue_to_resume(self, session: Session, step: Step) -> bool:
+        """A dead worker's step whose mutation was sent and recorded goes back in the queue:
+        its next run polls the recorded operation (``Step.resume``), never sends it again."""
+        if not (step.external or {}).get("sent"):
+            return False
+        if getattr(build_step(step.kind, step.params), "resume", None) is None:
+            return False
+        changed = session.execute(
+            update(Step)
+            .where(Step.id == step.id, Step.status == StepStatus.RUNNING.value)
+            .values(status=StepStatus.QUEUED.value, claimed_by=None, queued_at=self.bot.clock())
+        ).rowcount
+        if changed:
+            self.bot.audit.record(
+                session,
+                actor="rollbot",
+                kind="resumed",
+                message=(
+                    f"INC-{step.incident_id} step {step.seq} ({step.title}): its worker "
+                    f"({step.claimed_by}) stopped after the operation was sent; it resumes "
+                    "waiting for that operation (nothing is sent again)"
+                ),
+                incident_id=step.incident_id,
+                data={"step_id": step.id, "external": step.external},
+            )
+        return bool(changed)
 
     def clean_up_interrupted(self, step_id: int) -> list[str]:
         """Remove what an interrupted step left behind, once; the lines say what happened.
@@ -186,6 +216,7 @@ class Executor:
             lines = ["nothing to clean up for this kind of step"]
         else:
             ctx = self.bot._context(incident, self.bot.environment_of(incident))
+            ctx.external = dict(step.external or {})  # what it meant to create, if recorded
             try:
                 lines = [redact(line) for line in hook(ctx, busy is None)]
             except RollbotError as exc:
@@ -274,6 +305,17 @@ class Executor:
                 return step
             return None
 
+    def _store_external(self, step_id: int, data: dict[str, object]) -> None:
+        """Durably, before the step goes on: a crash after this resumes from it."""
+        with self.bot.store.session() as session:
+            changed = session.execute(
+                update(Step)
+                .where(Step.id == step_id, Step.claimed_by == self.worker_id)
+                .values(external=data)
+            ).rowcount
+        if not changed:
+            raise RollbotError("this worker no longer holds the step; not going on with it")
+
     def _heartbeat(self, step_id: int) -> None:
         with self.bot.store.session() as session:
             session.execute(
@@ -289,6 +331,8 @@ class Executor:
         ctx = self.bot._context(
             incident, env, report=lambda text: sink.step_progress(incident, step, text)
         )
+        ctx.external = dict(step.external or {})
+        ctx.store_external = lambda data: self._store_external(step.id, data)
         stop = threading.Event()
 
         def beat() -> None:
@@ -303,12 +347,13 @@ class Executor:
         sink.step_started(incident, step)
         try:
             impl = build_step(step.kind, step.params)
-            if _needs_safety(impl) and not any(declares_safety(r) for r in ctx.shared.values()):
+            if _needs_safety(impl) and not ctx.has_safety_snapshot():
                 raise RollbotError(
                     f"refusing destructive step {step.title!r}: no verified safety snapshot "
                     "was taken first"
                 )
-            result = impl.run(ctx)
+            resume = getattr(impl, "resume", None)
+            result = resume(ctx) if ctx.external.get("sent") and resume else impl.run(ctx)
         except RollbotError as exc:
             result = StepResult(False, redact(exc))
         except Exception as exc:
@@ -327,9 +372,7 @@ class Executor:
             incident = self.bot._load(session, step.incident_id, lock=True)
             row.status = (StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED).value
             row.finished_at = self.bot.clock()
-            row.result = {"summary": result.summary, **result.data}
-            if result.ok and result.safety is not None:
-                row.result.update(result.safety.as_result())
+            row.result = result.stored()
             row.error = None if result.ok else result.summary
             if result.ok:
                 self.bot._auto_tick(

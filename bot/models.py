@@ -101,6 +101,9 @@ class Step(Base):
     finished_at: Mapped[datetime | None]
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    # What the step told an external system to do: {"intent": ...} before it sends the
+    # mutation, {"sent": true, "operations": [...], ...} once sent (see bot.steps.External).
+    external: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     incident: Mapped[Incident] = relationship(back_populates="steps")
 

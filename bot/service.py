@@ -1012,6 +1012,9 @@ class Rollbot:
         return self._result(ref)
 
     def _retry(self, session: Session, incident: Incident, step: Step, actor: str) -> None:
+        # A person decided to send it again: what the crashed attempt meant to send was
+        # shown to them (the interruption's leftovers) and is no longer an open operation.
+        step.external = None
         policy = self.policy(incident.tier)  # type: ignore[arg-type]
         if not (step.destructive and policy.min_approvals):
             step.status, step.queued_at = StepStatus.QUEUED.value, self.clock()
@@ -1062,9 +1065,11 @@ class Rollbot:
         report: Callable[[str], None] | None = None,
     ) -> StepContext:
         shared: dict[str, Any] = {}
-        for step in incident.steps:
+        results: list[dict[str, Any]] = []
+        for step in sorted(incident.steps, key=lambda s: s.seq):
             if step.status in {s.value for s in STEP_DONE} and step.result:
                 shared[step.kind] = step.result
+                results.append(step.result)
         return StepContext(
             incident_id=incident.id,
             settings=self.settings,
@@ -1074,4 +1079,5 @@ class Rollbot:
                 incident.id, "rollbot", kind, message, data
             ),
             shared=shared,
+            results=results,
         )

@@ -79,11 +79,45 @@ def declares_safety(result: dict[str, Any] | None) -> bool:
 
 
 @dataclass(frozen=True)
+class DatabaseTarget:
+    """Where the environment's database lives after a step moved it (a new branch, a new
+    instance, a new connection string): the verify step that follows checks *this*.
+
+    ``ref`` names it for its provider (a branch id, an instance id), never a secret; a
+    connection string is referenced by the environment variable holding it (``url_env``).
+    """
+
+    label: str  # for people: "Neon branch restored-20261202-101500 (br-...)"
+    ref: dict[str, str] = field(default_factory=dict)
+    url_env: str | None = None
+
+    def as_result(self) -> dict[str, Any]:
+        return {"database_target": {"label": self.label, "ref": self.ref, "url_env": self.url_env}}
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any] | None) -> DatabaseTarget | None:
+        data = (result or {}).get("database_target")
+        if not isinstance(data, dict) or not data.get("label"):
+            return None
+        return cls(str(data["label"]), dict(data.get("ref") or {}), data.get("url_env"))
+
+
+@dataclass(frozen=True)
 class StepResult:
     ok: bool
     summary: str
     data: dict[str, Any] = field(default_factory=dict)
     safety: SafetySnapshot | None = None  # set only after the copy was verified
+    target: DatabaseTarget | None = None  # set when the database now lives elsewhere
+
+    def stored(self) -> dict[str, Any]:
+        """What the step row keeps: summary, data and the declarations (only when ok)."""
+        out = {"summary": self.summary, **self.data}
+        if self.ok and self.safety is not None:
+            out.update(self.safety.as_result())
+        if self.ok and self.target is not None:
+            out.update(self.target.as_result())
+        return out
 
 
 @dataclass
@@ -95,10 +129,36 @@ class StepContext:
     environment: EnvironmentConfig
     report: Reporter
     audit: Callable[[str, str, dict[str, Any]], None]
-    shared: dict[str, Any] = field(default_factory=dict)  # results of earlier steps
+    shared: dict[str, Any] = field(default_factory=dict)  # earlier steps' results by kind
+    results: list[dict[str, Any]] = field(default_factory=list)  # ... in step order
+    # What this step recorded of an external operation before a restart (see ``External``).
+    external: dict[str, Any] = field(default_factory=dict)
+    store_external: Callable[[dict[str, Any]], None] = lambda _data: None
 
     def heartbeat(self) -> None:
         """Called by long steps; the executor refreshes the step's lease."""
+
+    def has_safety_snapshot(self) -> bool:
+        return any(declares_safety(r) for r in self.results)
+
+    def declared_target(self) -> DatabaseTarget | None:
+        """Where an earlier step of this incident said the database now lives, if it moved."""
+        for result in reversed(self.results):
+            target = DatabaseTarget.from_result(result)
+            if target is not None:
+                return target
+        return None
+
+    def record_intent(self, **intent: Any) -> None:
+        """Before sending a mutation: what it will create, so a crash can say where to look."""
+        self.external = {"intent": intent}
+        self.store_external(self.external)
+
+    def record_sent(self, **data: Any) -> None:
+        """Right after the mutation was accepted: its operation ids and what it created. From
+        now on a restart resumes (``Step.resume``) instead of sending it again."""
+        self.external = {**self.external, **data, "sent": True}
+        self.store_external(self.external)
 
 
 class Step(Protocol):
@@ -111,7 +171,9 @@ class Step(Protocol):
     only lists) what a crash mid-step left behind, for the person who decides next.
     Optional ``sources(ctx) -> list[RestoreSource]`` lists what a restore step could
     restore from, so people can pick another snapshot (option ``snapshot``) or a restore
-    time (option ``restore_to``)."""
+    time (option ``restore_to``). Optional ``resume(ctx) -> StepResult`` continues a step
+    whose worker died after ``ctx.record_sent``: it polls what was sent (``ctx.external``)
+    and never sends it again."""
 
     kind: ClassVar[str]
     destructive: ClassVar[bool]

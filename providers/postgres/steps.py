@@ -6,13 +6,16 @@ says what will change and what may be lost, ``run()`` does it and reports.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
+from bot.redact import register_secret
 from bot.steps import (
     Plan,
     RestoreSource,
@@ -55,49 +58,76 @@ class VerifyStep:
         )
 
     def run(self, ctx: StepContext) -> StepResult:
-        from providers.postgres.verify import verify_database
-
-        env = ctx.environment
-        journal = journal_of(env)
-        expected = self.expected_head or _restored_head(ctx, journal)
-        report = verify_database(
-            env.database_url(),
-            migrations_table=env.migrations_table,
-            journal=journal,
-            smoke_queries=env.smoke_queries,
-            expected_head=expected,
-        )
-        lines, problems = report.lines(), list(report.problems)
-        deep = _deep_verify(ctx)
-        if deep is not None:
-            lines += deep.lines()
-            problems += [f"deep verify: {p}" for p in deep.problems]
-        ctx.report("\n".join(lines))
-        head = report.head
-        ok = not problems
-        return StepResult(
-            ok,
-            "database verified" + (" against the snapshot" if deep else "")
-            if ok
-            else "; ".join(problems),
-            {
-                "lines": lines,
-                "head": head.tag if head else None,
-                "problems": problems,
-                "smoke_queries": len(env.smoke_queries) if ok else 0,
-            },
-        )
+        return verify_at(ctx, verified_url(ctx), self.expected_head)
 
 
-def _deep_verify(ctx: StepContext) -> Any:
+def verified_url(ctx: StepContext) -> str:
+    """The environment's database, or where an earlier step declared it now lives."""
+    target = ctx.declared_target()
+    if target is None:
+        return ctx.environment.database_url()
+    if target.url_env:
+        url = os.environ.get(target.url_env)
+        if not url:
+            raise RollbotError(
+                f"the database now lives at {target.label}, but ${target.url_env} is not set"
+            )
+        register_secret(urlsplit(url).password)
+        return url
+    raise RollbotError(
+        f"the database now lives at {target.label}; this verify step cannot reach it "
+        "(its provider's verify step must run instead)"
+    )
+
+
+def verify_at(ctx: StepContext, url: str, expected_head: str | None = None) -> StepResult:
+    """The runbook's verify against ``url``: migrations head, tables, smoke queries, and,
+    after a restore from a snapshot, the snapshot's fingerprint."""
+    from providers.postgres.verify import verify_database
+
+    env = ctx.environment
+    journal = journal_of(env)
+    expected = expected_head or _restored_head(ctx, journal)
+    report = verify_database(
+        url,
+        migrations_table=env.migrations_table,
+        journal=journal,
+        smoke_queries=env.smoke_queries,
+        expected_head=expected,
+    )
+    lines, problems = report.lines(), list(report.problems)
+    deep = _deep_verify(ctx, url)
+    if deep is not None:
+        lines += deep.lines()
+        problems += [f"deep verify: {p}" for p in deep.problems]
+    target = ctx.declared_target()
+    if target is not None:
+        lines.insert(0, f"checked {target.label} (where the database now lives)")
+    ctx.report("\n".join(lines))
+    head = report.head
+    ok = not problems
+    summary = "database verified" + (" against the snapshot" if deep else "")
+    return StepResult(
+        ok,
+        summary if ok else "; ".join(problems),
+        {
+            "lines": lines,
+            "head": head.tag if head else None,
+            "problems": problems,
+            "smoke_queries": len(env.smoke_queries) if ok else 0,
+            "checked": target.label if target else None,
+        },
+    )
+
+
+def _deep_verify(ctx: StepContext, url: str) -> Any:
     """After a restore in this incident: the restored database against the snapshot."""
     from providers.postgres.deep_verify import deep_verify
 
     restored = ctx.shared.get("postgres.restore") or {}
     if not restored.get("snapshot"):
         return None
-    env = ctx.environment
-    return deep_verify(env.database_url(), storage_of(env), restored["snapshot"])
+    return deep_verify(url, storage_of(ctx.environment), restored["snapshot"])
 
 
 def _restored_head(ctx: StepContext, journal: Journal | None) -> str | None:
