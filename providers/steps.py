@@ -2,16 +2,19 @@
 composition root, ``handlers.runtime.register_provider_steps``)."""
 
 import providers.drizzle.steps
+import providers.neon.pitr
+import providers.neon.steps
 import providers.postgres.steps
 import providers.postgres.triage_step
 import providers.postgres.undo_step  # noqa: F401
 from bot.methods import register_provider
 from providers.cloudsql.config import CloudSqlConfig
-from providers.neon.config import NeonConfig
+from providers.neon.plans import NeonPlans
 from providers.postgres.plans import PostgresPlans
 from providers.rds.config import RdsConfig
 
 register_provider(PostgresPlans("postgres"))
+register_provider(NeonPlans())
 # Until they have planners of their own, what is PostgreSQL on these platforms runs as there.
-for _name, _model in (("neon", NeonConfig), ("rds", RdsConfig), ("cloudsql", CloudSqlConfig)):
+for _name, _model in (("rds", RdsConfig), ("cloudsql", CloudSqlConfig)):
     register_provider(PostgresPlans(_name, _model))

@@ -11,7 +11,7 @@ import pytest
 from handlers.runtime import register_provider_steps
 from providers.postgres.cluster import ThrowawayCluster
 
-pytest_plugins = ["tests.core_fixtures"]
+pytest_plugins = ["tests.core_fixtures", "tests.neon_fixtures"]
 # Provider sections are validated by models the providers register: before any config loads.
 register_provider_steps()
 

@@ -107,9 +107,15 @@ def check_risk(
     )
 
 
-def take_predeploy_snapshot(env: EnvironmentConfig, url: str, name: str) -> str:
+def take_predeploy_snapshot(env: EnvironmentConfig, url: str, name: str, tag: str) -> str:
+    """The provider's own pre-migration copy (a Neon branch) if it has one, else a dump."""
+    from bot.methods import provider_for
     from providers.postgres.snapshot import create_snapshot
     from providers.storage import open_storage
+
+    own = getattr(provider_for(env), "pre_migration_snapshot", None)
+    if own is not None:
+        return own(env, tag)
 
     storage = open_storage(env.backups, endpoint_url=env.backups_s3_endpoint_url)
     snap = create_snapshot(
@@ -162,10 +168,15 @@ def migrate(runtime: Runtime, env_name: str, override: str | None = None) -> int
     check_risk(report, env, override, telemetry, name)
 
     try:
-        print(f"pre-deploy snapshot: {take_predeploy_snapshot(env, url, name)}")
+        taken = take_predeploy_snapshot(env, url, name, pending[0].tag)
     except RollbotError as exc:
         telemetry.audit(f"Migration not started: {name}: pre-deploy snapshot failed: {exc}")
         raise
+    print(f"pre-deploy snapshot: {taken}")
+    # In rollbot's audit trail; the folder's runbook-format log keeps migration lines only.
+    telemetry.runtime.bot.note(
+        None, telemetry.actor, "snapshot", f"Pre-deploy snapshot for {name}: {taken}"
+    )
 
     how = f"`{env.commands.migrate}`" if env.commands.migrate else "the built-in drizzle applier"
     telemetry.audit(f"Migration started: {name}", {"how": how, "tier": env.tier})

@@ -131,10 +131,11 @@ def _deep_verify(ctx: StepContext, url: str) -> Any:
 
 
 def _restored_head(ctx: StepContext, journal: Journal | None) -> str | None:
-    """After a restore the database is expected at the snapshot's migrations head, not at
-    the journal's newest entry: name that entry so verify checks the right head."""
-    restored = ctx.shared.get("postgres.restore") or {}
-    head = restored.get("migrations_head") or {}
+    """After a restore (or a branch switch) the database is expected at the migrations head
+    that step declared (``migrations_head`` in its result), not at the journal's newest
+    entry: name that entry so verify checks the right head."""
+    declared = [r["migrations_head"] for r in ctx.results if r.get("migrations_head")]
+    head = declared[-1] if declared else {}  # the newest step that moved the database says
     if journal is None or not head.get("hash"):
         return None
     for entry in journal.entries:

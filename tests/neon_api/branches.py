@@ -5,8 +5,9 @@ become underscores). Its point-in-time history is a list of *checkpoints*: a tem
 database copied at the branch's creation, plus one per ``NeonApiServer.checkpoint()``.
 
 History rule: the state of a branch at time T (or LSN L) is the newest checkpoint taken
-at or before T (L); a T (L) after the newest checkpoint is the branch's current
-database. So writes made after a checkpoint belong to "now" until the next checkpoint.
+at or before T (L), even when T is after the newest one: the fake cannot see writes, so
+writes made since the newest checkpoint are not in any point of the history. A test
+that wants a later point in time takes a checkpoint; "now" (no T) is the current database.
 
 ``CREATE DATABASE ... TEMPLATE`` refuses while anyone is connected to the template, so a
 copy first waits a short grace period for those sessions to leave, then ends them with
@@ -35,7 +36,7 @@ def checkpoint_at(
     branch: BranchRecord, *, at: datetime | None = None, lsn: int | None = None
 ) -> Checkpoint | None:
     """The checkpoint holding ``branch``'s state at ``at`` or ``lsn`` by the history rule;
-    None means the current database.
+    None means the current database (no point given, or no checkpoint yet).
 
     Callers refuse points before the first checkpoint first.
     """
@@ -46,8 +47,6 @@ def checkpoint_at(
         return c.at if at is not None else c.lsn
 
     point: Any = at if at is not None else lsn
-    if point > key(branch.checkpoints[-1]):
-        return None
     older = [c for c in branch.checkpoints if key(c) <= point]
     return older[-1] if older else branch.checkpoints[0]
 
