@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from providers.postgres.cluster import ThrowawayCluster
+from tests.neon_fixtures import API_KEY as NEON_API_KEY
 from tests.slack.conftest import ALICE, REQUESTER
 from tests.slack.driver import SlackDriver
 from tests.slack.fake_slack import APP_TOKEN, BOT_TOKEN
@@ -113,6 +114,7 @@ def test_no_secret_in_anything_the_served_apps_emitted(pg_cluster: ThrowawayClus
         "app token": APP_TOKEN,
         "signing secret": SIGNING_SECRET,
         "database password": pg_cluster.password,
+        "Neon API key": NEON_API_KEY,
         **{f"typed {k}": v for k, v in TYPED.items()},
     }
     hits = []
