@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 from bot.errors import RollbotError
 
-RESTORE_FLAGS = ("accept_other_source", "no_owner", "no_acl")
+# into_new: restore into a new branch or instance and switch to it, rather than in place.
+RESTORE_FLAGS = ("accept_other_source", "no_owner", "no_acl", "into_new")
 
 
 def parse_restore_time(text: str, timezone: str) -> datetime:

@@ -220,3 +220,119 @@ def test_a_process_killed_while_polling_resumes_without_sending_the_restore_agai
         "resumes waiting for that operation" in (neon_setup.config.parent / "audit.log").read_text()
     )
     server.assert_no_violations()
+
+
+def test_bad_choices_are_refused_plainly_and_change_nothing(
+    neon_setup: NeonSetup, bot: Rollbot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pre_migration_branch(neon_setup)
+    before = neon_setup.mutations()
+    incident = bot.open_incident("alice", "bad migration", environment="staging")
+    with pytest.raises(RollbotError, match="no branch 'br-nope' among the children of main"):
+        bot.choose_method(incident.id, "neon_branch", "alice", {"snapshot": "br-nope"})
+    with pytest.raises(RollbotError, match="is the branch the environment runs on now"):
+        bot.choose_method(incident.id, "neon_branch", "alice", {"snapshot": "main"})
+    monkeypatch.delenv("NEON_TEST_API_KEY")
+    with pytest.raises(RollbotError, match=r"\$NEON_TEST_API_KEY is not set"):
+        bot.choose_method(incident.id, "neon_branch", "alice")
+    assert neon_setup.mutations() == before
+    assert bot.get(incident.id).method is None  # still open for another choice
+
+
+def test_neon_down_is_one_plain_line(neon_setup: NeonSetup, tmp_path: Path) -> None:
+    from providers.postgres.cluster import free_port
+
+    down = f"http://127.0.0.1:{free_port()}/api/v2"
+    text = neon_setup.config.read_text().replace(neon_setup.server.url, down)
+    config = tmp_path / "down.toml"
+    config.write_text(
+        text.replace("poll_seconds = 0.05", "poll_seconds = 0.05\napi_wait_seconds = 0.5")
+    )
+    from handlers.runtime import load_config
+
+    rollbot = Rollbot.open(load_config(config))
+    try:
+        incident = rollbot.open_incident("alice", "bad migration", environment="staging")
+        with pytest.raises(RollbotError, match="Neon API unreachable") as refused:
+            rollbot.choose_method(incident.id, "neon_branch", "alice")
+        assert "\n" not in str(refused.value) and API_KEY not in str(refused.value)
+    finally:
+        rollbot.store.dispose()
+
+
+def test_a_restore_neon_refuses_fails_the_step_and_leaves_the_branch_as_it_was(
+    neon_setup: NeonSetup, bot: Rollbot
+) -> None:
+    server = neon_setup.server
+    restore_to = datetime.now(UTC)
+    neon_setup.apply_problematic()
+    server.fail_next("POST", r"/restore$", 400, message="branch restore is not allowed here")
+    incident_id = approved(
+        bot, "production", ["data_corruption"], "pitr", restore_to=restore_to.isoformat()
+    )
+    failed = Executor(bot).run_incident(incident_id)
+    assert failed.state == "failed"
+    error = steps(bot, incident_id)[0].error or ""
+    assert "branch restore is not allowed here (HTTP 400" in error
+    assert tables(neon_setup.main_url())  # nothing changed
+    assert [b.name for b in server.branches()] == ["main"]
+    bot.choose_method(incident_id, "pitr", "alice", {"restore_to": restore_to.isoformat()})
+    assert bot.get(incident_id).state == "method_chosen"  # another try is possible
+
+
+def test_pitr_into_a_new_branch_leaves_the_branch_and_repoints_the_app(
+    neon_setup: NeonSetup, tmp_path: Path
+) -> None:
+    server = neon_setup.server
+    received = tmp_path / "new-url"
+    repoint = f'printf %s "$ROLLBOT_NEW_DATABASE_URL" > {received}'
+    text = neon_setup.config.read_text().replace(
+        "[environments.production.neon]\n",
+        f"[environments.production.neon]\nrepoint_command = '{repoint}'\n",
+    )
+    neon_setup.config.write_text(text)
+    from handlers.runtime import load_config
+
+    bot = Rollbot.open(load_config(neon_setup.config))
+    try:
+        restore_to = datetime.now(UTC)
+        neon_setup.apply_problematic()
+        incident_id = approved(
+            bot,
+            "production",
+            ["data_corruption"],
+            "pitr",
+            restore_to=restore_to.isoformat(),
+            into_new=True,
+        )
+        done = Executor(bot).run_incident(incident_id)
+        assert done.state == "verifying", [s.error for s in done.steps]
+        restore, _repoint, verify = steps(bot, incident_id)
+    finally:
+        bot.store.dispose()
+    (created,) = [b for b in server.branches() if b.name.startswith("restored-")]
+    assert created.name == restore.params["new_name"]
+    assert tables(server.branch_url(created.id)) == set()  # as it was before the migration
+    assert tables(neon_setup.main_url())  # the branch itself left as it was
+    assert received.read_text() == server.branch_url(created.id)  # the app gets the new URL
+    assert verify.result["branch_id"] == created.id and verify.result["head"] == BEFORE_HEAD
+    assert not [r for r in server.requests if r.path.endswith("/restore")]
+    server.assert_no_violations()
+
+
+def test_retention_keeps_the_newest_pre_migration_branch_and_other_branches(
+    neon_setup: NeonSetup,
+) -> None:
+    from providers.neon.access import client_for
+    from providers.neon.premigrate import prune_pre_migration_branches
+
+    server = neon_setup.server
+    main_branch = server.default_branch()
+    made = [server.add_branch(f"pre-migrate-000{i}-x", parent_id=main_branch.id) for i in (1, 2, 3)]
+    other = server.add_branch("feature-x", parent_id=main_branch.id)
+    env = neon_setup.settings.environment("staging")
+    with client_for(env) as client:
+        parent = client.get_branch(main_branch.id)
+        deleted = prune_pre_migration_branches(client, parent, timedelta(0))
+    assert deleted == [made[1].name, made[0].name]
+    assert {b.name for b in server.branches()} == {"main", made[2].name, other.name}

@@ -32,6 +32,12 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-owner", action="store_true", help="restore objects without their owners")
     p.add_argument("--no-acl", action="store_true", help="restore objects without their grants")
+    p.add_argument(
+        "--into-new",
+        action="store_true",
+        help="restore into a new branch or instance (e.g. Neon's restored-YYYYMMDD-HHMMSS) and "
+        "point the app at it, leaving the current one as it is",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,11 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace, timezone: str) -> dict[str, object]:
-    from bot.restore_choice import parse_restore_time
+    from bot.restore_choice import RESTORE_FLAGS, parse_restore_time
 
-    options: dict[str, object] = {
-        k: True for k in ("accept_other_source", "no_owner", "no_acl") if getattr(args, k)
-    }
+    options: dict[str, object] = {k: True for k in RESTORE_FLAGS if getattr(args, k)}
     if args.snapshot:
         options["snapshot"] = args.snapshot
     if args.restore_to:

@@ -30,7 +30,7 @@ def client_for(env: EnvironmentConfig) -> NeonClient:
             f"environment {env.name!r}: ${cfg.api_key_env} is not set (it must hold the "
             "Neon API key)"
         )
-    return NeonClient(cfg.api_url, key, cfg.project_id)
+    return NeonClient(cfg.api_url, key, cfg.project_id, max_wait_seconds=cfg.api_wait_seconds)
 
 
 def environment_branch(client: NeonClient, env: EnvironmentConfig) -> Branch:

@@ -24,6 +24,8 @@ class NeonConfig(BaseModel):
     # Pre-migration branches (``rollbot migrate``) older than this are deleted; the newest stays.
     pre_migration_keep_days: int = Field(7, ge=1)
     poll_seconds: float = Field(1.0, gt=0, le=60)
+    # How long one API call may keep retrying (423 locked, 429, 503, GET network errors).
+    api_wait_seconds: float = Field(120.0, gt=0, le=3600)
 
     def secret_env_vars(self) -> list[str]:
         return [self.api_key_env]

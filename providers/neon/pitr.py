@@ -22,6 +22,7 @@ from bot.steps import (
     register_step,
 )
 from providers.neon.access import (
+    RESTORED_PREFIX,
     client_for,
     environment_branch,
     label,
@@ -85,6 +86,10 @@ class NeonPitrStep:
     branch_id: str | None = None  # pinned: the environment's branch
     branch_name: str | None = None
     preserve_as: str | None = None  # pinned: where the current state is kept
+    # The runbook's other form: a new branch restored-YYYYMMDD-HHMMSS from the branch at
+    # that time, the branch itself left as it is; the app is then pointed at the new one.
+    into_new: bool = False
+    new_name: str | None = None  # pinned, with into_new
     kind: ClassVar[str] = "neon.pitr"
     destructive: ClassVar[bool] = True
     safety_snapshot: ClassVar[str] = "own"  # the preserved branch is the safety copy
@@ -94,12 +99,15 @@ class NeonPitrStep:
             branch = environment_branch(client, ctx.environment)
             moment = _parse(self.before) if self.before else default_restore_point(client, branch)
             check_restore_point(moment, branch, client)
+        now = stamp(datetime.now(UTC))
         return {
             "snapshot": None,
             "before": moment.isoformat(),
             "branch_id": branch.id,
             "branch_name": branch.name,
-            "preserve_as": f"{branch.name}-before-restore-{stamp(datetime.now(UTC))}",
+            "preserve_as": None if self.into_new else f"{branch.name}-before-restore-{now}",
+            "into_new": self.into_new,
+            "new_name": f"{RESTORED_PREFIX}{now}" if self.into_new else None,
         }
 
     def _moment(self) -> datetime:
@@ -142,6 +150,8 @@ class NeonPitrStep:
         with client_for(ctx.environment) as client:
             branch = client.get_branch(str(self.branch_id))
             check_restore_point(self._moment(), branch, client)  # time has passed since the plan
+            if self.into_new:
+                return self._run_into_new(client, ctx)
             ctx.record_intent(restore=self.branch_id, preserve_under_name=self.preserve_as)
             _, operations = client.restore_branch(
                 str(self.branch_id),
@@ -154,7 +164,34 @@ class NeonPitrStep:
 
     def resume(self, ctx: StepContext) -> StepResult:
         with client_for(ctx.environment) as client:
+            if self.into_new:
+                return self._finish_into_new(client, ctx)
             return self._finish(client, ctx)
+
+    def _run_into_new(self, client: NeonClient, ctx: StepContext) -> StepResult:
+        ctx.record_intent(create_branch=self.new_name, parent=self.branch_id)
+        created, operations = client.create_branch(
+            str(self.branch_id), str(self.new_name), parent_timestamp=self._moment()
+        )
+        ctx.record_sent(operations=[op.id for op in operations], created=created.id)
+        return self._finish_into_new(client, ctx)
+
+    def _finish_into_new(self, client: NeonClient, ctx: StepContext) -> StepResult:
+        wait_for(client, ctx.external.get("operations", []), ctx.environment, ctx.report)
+        created = client.get_branch(str(ctx.external["created"]))
+        original = client.get_branch(str(self.branch_id))  # left as it was: the safety copy
+        return StepResult(
+            True,
+            f"{created.name} holds {original.name} as it was at "
+            f"{self._moment():%Y-%m-%d %H:%M:%S} UTC; {original.name} is unchanged",
+            {
+                "created_branch": created.id,
+                "restore_to": self.before,
+                "migrations_head": branch_head(client, ctx, created),
+            },
+            safety=SafetySnapshot(original.name, label(original)),
+            target=DatabaseTarget(label(created), {"branch_id": created.id}),
+        )
 
     def _finish(self, client: NeonClient, ctx: StepContext) -> StepResult:
         wait_for(client, ctx.external.get("operations", []), ctx.environment, ctx.report)
@@ -171,6 +208,11 @@ class NeonPitrStep:
         )
 
     def after_interruption(self, ctx: StepContext, remove: bool) -> list[str]:
+        if self.into_new:
+            return [
+                f"rollbot may have asked Neon to create branch {self.new_name}: if it exists, "
+                "the restored copy is there; delete it or use it before retrying"
+            ]
         return [
             f"rollbot may have asked Neon to restore {self.branch_name}: if a branch named "
             f"{self.preserve_as} exists in the project, the restore was sent (its state "

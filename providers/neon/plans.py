@@ -42,14 +42,16 @@ class NeonPlans:
                 _verify(options),
             ]
         if method_id == "pitr":
-            return [
-                StepSpec(
-                    "neon.pitr",
-                    "Restore the branch to the chosen time (its current state kept)",
-                    {"snapshot": None, "before": options.get("restore_to")},
-                ),
-                _verify(options),
-            ]
+            into_new = bool(options.get("into_new"))
+            restore = StepSpec(
+                "neon.pitr",
+                "Restore the branch as it was at the chosen time into a new branch"
+                if into_new
+                else "Restore the branch to the chosen time (its current state kept)",
+                {"snapshot": None, "before": options.get("restore_to"), "into_new": into_new},
+            )
+            repoint = [StepSpec("neon.repoint", "Point the app at the new branch and redeploy")]
+            return [restore, *(repoint if into_new else []), _verify(options)]
         return PostgresPlans(self.name, NeonConfig).steps_for(method_id, env, options)
 
     def pre_migration_snapshot(self, env: EnvironmentConfig, tag: str) -> str:

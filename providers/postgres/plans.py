@@ -69,6 +69,12 @@ def _forward_fix(env: EnvironmentConfig, options: dict[str, Any]) -> list[StepSp
 
 
 def _restore(title: str, options: dict[str, Any]) -> list[StepSpec]:
+    if options.get("into_new"):
+        raise RollbotError(
+            "a PostgreSQL restore always goes into a new database and swaps it in, keeping "
+            "the old one as <name>_before_restore_<time>; --into-new is for platforms "
+            "that restore in place (Neon)"
+        )
     return [StepSpec("postgres.restore", title, _restore_params(options)), _verify()]
 
 
