@@ -1,7 +1,9 @@
-"""``rollbot drill``: the runbook's quarterly drill on a throwaway PostgreSQL (no Slack, no cloud).
+"""``rollbot drill``: the runbook's quarterly drill on a throwaway PostgreSQL (no Slack, no cloud),
+or with ``--env NAME`` on a throwaway branch of a Neon environment (its two Neon methods).
 
-Exit 0 when every method was verified, 1 when any was not, 2 on bad input
-(like every rollbot command) or when no PostgreSQL binaries are installed.
+Exit 0 when every method was verified (and, on Neon, every branch the drill made was
+deleted), 1 when not, 2 on bad input (like every rollbot command) or when no PostgreSQL
+binaries are installed.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.errors import RollbotError
 from bot.redact import redact
 
+if TYPE_CHECKING:
+    from handlers.drill.runner import DrillResult
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|k|m|g)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "k": 1_000, "kb": 1_000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9}
+DEFAULT_SIZE = "300MB"
 MIN_SIZE = 1_000_000
 MAX_SIZE = 50 * 10**9
 
@@ -36,7 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "drill",
         help="the quarterly rollback drill: break a throwaway database, practise every method, time it",
     )
-    p.add_argument("--size", default="300MB", help="size of the generated database (default 300MB)")
+    p.add_argument(
+        "--env",
+        metavar="NAME",
+        help="drill a Neon environment of the configuration instead: both Neon methods on a "
+        "throwaway child branch of its branch (deleted afterwards; its own branch is never "
+        "changed)",
+    )
+    p.add_argument("--size", help="size of the generated database (default 300MB)")
     p.add_argument(
         "--migrations",
         metavar="DIR",
@@ -60,10 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handlers.drill.report import terminal_table, write_reports
+    if args.env:
+        return run_neon(args)
     from handlers.drill.runner import DrillOptions, run_drill
 
-    size = parse_size(args.size)
+    size = parse_size(args.size if args.size is not None else DEFAULT_SIZE)
     if args.migrations is not None and not (args.migrations / "meta" / "_journal.json").is_file():
         raise RollbotError(
             f"--migrations {args.migrations}: no meta/_journal.json there (is it a drizzle folder?)"
@@ -71,18 +86,54 @@ def run(args: argparse.Namespace) -> int:
     options = DrillOptions(
         size_bytes=size, migrations=args.migrations, output=args.output, keep=args.keep
     )
-
-    def echo(line: str) -> None:
-        print(redact(line), flush=True)
-
     result = run_drill(options, echo)
-    md, page = write_reports(result, options.output.resolve())
+    return report(result, options.output.resolve())
+
+
+def run_neon(args: argparse.Namespace) -> int:
+    from handlers.drill.neon import run_neon_drill
+    from handlers.runtime import load_config
+
+    local_only = [
+        flag
+        for flag, given in (
+            ("--size", args.size is not None),
+            ("--migrations", args.migrations is not None),
+            ("--keep", args.keep),
+        )
+        if given
+    ]
+    if local_only:
+        raise RollbotError(
+            f"{', '.join(local_only)}: only for the local drill; --env drills the "
+            "environment's own data and migrations folder, and always deletes its branches"
+        )
+    settings = load_config(args.config)
+    result = run_neon_drill(settings, args.env, args.output, echo)
+    code = report(result, result.output)
+    if result.leftovers:
+        print(
+            f"rollbot: the drill FAILED: {len(result.leftovers)} branch(es) left behind "
+            "(see the report); delete them in the Neon console",
+            file=sys.stderr,
+        )
+    return code
+
+
+def echo(line: str) -> None:
+    print(redact(line), flush=True)
+
+
+def report(result: DrillResult, output: Path) -> int:
+    """The reports, the terminal table; 0 when the drill passed, else 1."""
+    from handlers.drill.report import terminal_table, write_reports
+
+    md, page = write_reports(result, output)
     print()
     print(terminal_table(result))
     print()
     print(redact(f"report: {md}"))
     print(redact(f"report: {page}"))
-    if not result.ok:
+    if not result.outcomes or not all(o.verified for o in result.outcomes):
         print("rollbot: the drill FAILED: not every method was verified", file=sys.stderr)
-        return 1
-    return 0
+    return 0 if result.ok else 1

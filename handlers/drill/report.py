@@ -55,7 +55,7 @@ def _summary(result: DrillResult) -> list[str]:
             if result.finished_at
             else ""
         ),
-        f"- PostgreSQL: {result.server_version or 'not started'} (throwaway, local)",
+        f"- PostgreSQL: {result.server_version or 'not started'} ({result.server_where})",
         f"- Migrations folder: `{result.migrations_folder}`; problematic migration applied on "
         f"purpose: `{result.problematic}`",
     ]

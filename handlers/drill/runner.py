@@ -73,6 +73,7 @@ class DrillResult:
     started_at: datetime
     finished_at: datetime | None = None
     server_version: str = ""
+    server_where: str = "throwaway, local"  # what the drill ran on, for the report
     migrations_folder: str = ""
     problematic: str = ""
     dataset: DatasetResult | None = None

@@ -32,7 +32,9 @@ class NeonPlans:
             return [
                 StepSpec(
                     "neon.branch_rollback",
-                    "Make the branch from before the migration the default",
+                    "Make the branch from before the migration the default"
+                    if options.get("make_default", True)
+                    else "Move the environment to the branch from before the migration",
                     {
                         "snapshot": options.get("snapshot"),
                         "make_default": options.get("make_default", True),

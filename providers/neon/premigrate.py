@@ -17,7 +17,7 @@ from providers.neon.access import (
     stamp,
 )
 from providers.neon.candidates import is_pre_migration
-from providers.neon.client import Branch, NeonClient
+from providers.neon.client import Branch, NeonClient, NeonError
 
 
 def branch_name(tag: str, moment: datetime) -> str:
@@ -34,7 +34,13 @@ def create_pre_migration_branch(
     with client_for(env) as client:
         parent = environment_branch(client, env)
         branch, operations = client.create_branch(parent.id, branch_name(tag, datetime.now(UTC)))
-        client.wait(operations, poll_seconds=cfg.poll_seconds, on_progress=report)
+        try:
+            client.wait(operations, poll_seconds=cfg.poll_seconds, on_progress=report)
+        except NeonError as exc:  # it exists: say which, so nobody has to guess
+            raise NeonError(
+                f"pre-migration branch {branch.name} ({branch.id}) was created but is not "
+                f"ready: {exc}"
+            ) from exc
         pruned = prune_pre_migration_branches(
             client, parent, timedelta(days=cfg.pre_migration_keep_days)
         )
