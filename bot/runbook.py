@@ -5,7 +5,7 @@ the terminal shell, the incident core and the drill all walk ``RUNBOOK``, and
 ``rollbot runbook`` renders it back to Markdown (``bot.runbook_markdown``), so
 the team edits one source. The data is written by hand on purpose: parsing the
 Markdown at run time would make a typo in a document change the bot's
-behaviour. ``tests/test_runbook.py`` checks that nothing of the team's
+behaviour. ``tests/core/test_runbook.py`` checks that nothing of the team's
 runbook.md is missing here.
 
 Where the runbook's own commands are out of date or imprecise they are kept

@@ -9,14 +9,16 @@ that finishes after a number of polls, and each mutation sent is counted.
 
 from __future__ import annotations
 
+import getpass
 import itertools
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.config import EnvironmentConfig
+from bot.config import TIERS, EnvironmentConfig
 from bot.errors import RollbotError
 from bot.methods import StepSpec, register_provider
 from bot.steps import (
@@ -194,3 +196,56 @@ class FakeProvider:
 
 
 register_provider(FakeProvider())
+
+
+FAKE_CONFIG = """
+{database_url}audit_log = "audit.log"
+
+[cli.identities]
+{os_user} = ["alice", "bob", "carol", "mallory"]
+
+[approvals]
+users = ["alice", "bob", "carol"]
+
+[approvals.production]
+min_approvals = 1
+requester_may_approve = false
+ttl_minutes = 30
+{environments}
+"""
+
+ENVIRONMENT = """
+[environments.{tier}]
+tier = "{tier}"
+provider = "fake"
+database_url_env = "ROLLBOT_TEST_{upper}_URL"
+
+[environments.{tier}.fake]
+database = "main"
+
+[environments.{tier}.commands]
+app_rollback = "{app_rollback}"
+"""
+
+
+def write_fake_config(
+    directory: Path, state_url: str, app_rollback: str = "echo app rolled back"
+) -> Path:
+    """A rollbot.toml in ``directory`` whose three environments (development, staging,
+    production) use the fake provider, each with an ``app_rollback`` command.
+
+    A PostgreSQL state URL carries a password: it goes in ROLLBOT_DATABASE_URL (the
+    caller sets it), never the file.
+    """
+    environments = "".join(
+        ENVIRONMENT.format(tier=tier, upper=tier.upper(), app_rollback=app_rollback)
+        for tier in TIERS
+    )
+    database_url = f'database_url = "{state_url}"\n' if state_url.startswith("sqlite") else ""
+    path = directory / "rollbot.toml"
+    path.write_text(
+        FAKE_CONFIG.format(
+            database_url=database_url, os_user=getpass.getuser(), environments=environments
+        )
+    )
+    return path

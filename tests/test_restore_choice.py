@@ -1,4 +1,7 @@
-"""Choosing what a restore restores: the default skips safety snapshots; CLI and shell pick."""
+"""Choosing what a restore restores: the default skips safety snapshots; CLI and shell pick.
+
+Reading a restore time (the core's part) is tested in tests/core/test_restore_choice.py.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import pytest
 
 from bot.config import load_settings
 from bot.executor import Executor
-from bot.restore_choice import parse_restore_time
 from bot.service import Rollbot
 from handlers.cli import main
 from handlers.runtime import register_provider_steps
@@ -120,12 +122,6 @@ def test_cli_plans_a_chosen_snapshot_or_time_and_voids_approvals(
     assert len(err) == 1 and "is not a time like" in err[0]
     assert cli("plan", ref, "--snapshot", "snapshot-20990101-000000", "--as", "alice") == 2
     assert "not found" in capsys.readouterr().err
-
-
-def test_restore_times_are_read_in_the_team_time_zone() -> None:
-    berlin = parse_restore_time("2026-07-01 14:30", "Europe/Berlin")
-    assert berlin.astimezone(UTC) == datetime(2026, 7, 1, 12, 30, tzinfo=UTC)
-    assert parse_restore_time("2026-07-01T14:30Z", "Europe/Berlin").hour == 14
 
 
 def test_shell_restores_another_snapshot(world, pg_url: str) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 
 import pytest
 
 import tests.fake_provider  # noqa: F401  (registers the fake provider and its steps)
-from bot.config import TIERS, Settings, load_settings
+from bot.config import Settings, load_settings
+from tests.fake_provider import reset_platform, write_fake_config
 
 
 @pytest.fixture(scope="session")
@@ -16,49 +16,29 @@ def pg_cluster() -> None:
     pytest.fail("the core's tests run without PostgreSQL: use the fake provider")
 
 
+@pytest.fixture(autouse=True)
+def no_cluster_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a core test calls, no PostgreSQL server starts (the system's binaries are
+    found in /usr/lib/postgresql whatever PATH says, so hiding them is no guard)."""
+    from providers.postgres.cluster import ThrowawayCluster
+
+    def refuse(self: ThrowawayCluster) -> ThrowawayCluster:
+        pytest.fail("the core's tests run without PostgreSQL: a cluster was about to start")
+
+    monkeypatch.setattr(ThrowawayCluster, "start", refuse)
+
+
+@pytest.fixture(autouse=True)
+def fresh_platform() -> None:
+    """Each test starts on a fresh fake platform (one may reset it again with options)."""
+    reset_platform()
+
+
 @pytest.fixture
 def state_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state.db'}"
 
 
-FAKE_CONFIG = """
-database_url = "{state_url}"
-audit_log = "audit.log"
-
-[cli.identities]
-{os_user} = ["alice", "bob", "carol", "mallory"]
-
-[approvals]
-users = ["alice", "bob", "carol"]
-
-[approvals.production]
-min_approvals = 1
-requester_may_approve = false
-ttl_minutes = 30
-{environments}
-"""
-
-ENVIRONMENT = """
-[environments.{tier}]
-tier = "{tier}"
-provider = "fake"
-database_url_env = "ROLLBOT_TEST_{upper}_URL"
-
-[environments.{tier}.fake]
-database = "main"
-
-[environments.{tier}.commands]
-app_rollback = "echo app rolled back"
-"""
-
-
 @pytest.fixture
 def settings(tmp_path: Path, state_url: str) -> Settings:
-    environments = "".join(ENVIRONMENT.format(tier=tier, upper=tier.upper()) for tier in TIERS)
-    path = tmp_path / "rollbot.toml"
-    path.write_text(
-        FAKE_CONFIG.format(
-            state_url=state_url, os_user=getpass.getuser(), environments=environments
-        )
-    )
-    return load_settings(path)
+    return load_settings(write_fake_config(tmp_path, state_url))

@@ -1,11 +1,13 @@
-"""The incident core on SQLite and on a real PostgreSQL (same tests, both stores)."""
+"""The incident core on the fake provider and a SQLite store (no PostgreSQL).
+
+A few of these also run on a PostgreSQL state store: tests/test_store_on_postgres.py.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from bot.audit import timeline
@@ -20,25 +22,18 @@ from bot.errors import (
 from bot.lifecycle import State
 from bot.models import AuditEvent
 from bot.service import Rollbot
-from providers.postgres.snapshot import create_snapshot
-from providers.storage import open_storage
-from tests.core_fixtures import Clock, write_config
+from tests.core_fixtures import Clock
+from tests.fake_provider import FakePlatform, reset_platform, write_fake_config
 
-pytestmark = pytest.mark.postgres
+PRODUCTION_URL = "fake://main"
 
 
 @pytest.fixture(autouse=True)
-def production_database(settings: Settings, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The production environment points at a real database with one snapshot in its backups."""
-    monkeypatch.setenv("ROLLBOT_TEST_PROD_URL", pg_url)
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("create table users (id serial primary key, email text not null)")
-        conn.execute(
-            "insert into users (email) select 'u' || g || '@example.com' from generate_series(1, 50) g"
-        )
-    env = settings.environment("production")
-    create_snapshot(pg_url, open_storage(env.backups))
-    return pg_url
+def production_database(monkeypatch: pytest.MonkeyPatch) -> FakePlatform:
+    """The production environment points at the fake platform's database "main", whose
+    head is the bad migration (the good state is one head back)."""
+    monkeypatch.setenv("ROLLBOT_TEST_PRODUCTION_URL", PRODUCTION_URL)
+    return reset_platform(databases={"main": "0002_bad"})
 
 
 def events(bot: Rollbot, incident_id: int) -> list[AuditEvent]:
@@ -192,14 +187,16 @@ def test_audit_events_also_go_to_the_runbook_format_file(bot: Rollbot, settings:
 
 
 def test_team_commands_see_database_url_and_environment(
-    tmp_path: Path, production_database: str, bot: Rollbot
+    tmp_path: Path, production_database: FakePlatform, bot: Rollbot
 ) -> None:
     from bot.config import load_settings
     from bot.executor import Executor
 
-    check = "test $ENVIRONMENT = production && test $DATABASE_URL = $ROLLBOT_TEST_PROD_URL"
+    check = "test $ENVIRONMENT = production && test $DATABASE_URL = $ROLLBOT_TEST_PRODUCTION_URL"
     (tmp_path / "other").mkdir()
-    cfg = write_config(tmp_path / "other", f"sqlite:///{tmp_path / 'other.db'}", app_rollback=check)
+    cfg = write_fake_config(
+        tmp_path / "other", f"sqlite:///{tmp_path / 'other.db'}", app_rollback=check
+    )
     rollbot = Rollbot.open(load_settings(cfg))
     incident_id = triaged_production(rollbot, "app_broken")
     rollbot.choose_method(incident_id, "app_rollback", "alice")
@@ -207,6 +204,7 @@ def test_team_commands_see_database_url_and_environment(
     rollbot.approve(incident_id, "bob")
     rollbot.start(incident_id, "alice")
     done = Executor(rollbot).run_incident(incident_id)
+    rollbot.store.dispose()
     assert done.steps[0].status == "succeeded", done.steps[0].error
 
 
@@ -228,14 +226,20 @@ def test_retrying_an_interrupted_restore_needs_a_fresh_approval(bot: Rollbot) ->
     from sqlalchemy import update
 
     from bot.models import Step
+    from bot.steps import SafetySnapshot
 
     incident_id = triaged_production(bot)
     bot.choose_method(incident_id, "pitr", "alice")
     bot.request_approval(incident_id, "alice")
     bot.approve(incident_id, "bob")
     incident = bot.start(incident_id, "alice")
-    restore = next(s for s in incident.steps if s.destructive)
+    safety, restore = incident.steps[0], next(s for s in incident.steps if s.destructive)
+    assert safety.seq < restore.seq
     with bot.store.session() as s:  # what crash recovery does when the worker died mid-restore
+        copied = {"summary": "copied", **SafetySnapshot("copy-1", "fake copies").as_result()}
+        s.execute(
+            update(Step).where(Step.id == safety.id).values(status="succeeded", result=copied)
+        )
         s.execute(update(Step).where(Step.id == restore.id).values(status="interrupted", attempt=1))
 
     with pytest.raises(NotAuthorizedError, match="mallory may not retry"):
@@ -251,5 +255,9 @@ def test_retrying_an_interrupted_restore_needs_a_fresh_approval(bot: Rollbot) ->
     bot.approve(incident_id, "bob")
     incident = bot.start(incident_id, "carol")
     assert incident.state == State.RUNNING
-    assert [s.status for s in incident.steps] == ["queued", "queued"]
-    assert any("fresh approval to re-run step 1" in e.message for e in events(bot, incident_id))
+    # The safety copy stays done; the restore and the verify after it run again.
+    assert [s.status for s in incident.steps] == ["succeeded", "queued", "queued"]
+    assert any(
+        f"fresh approval to re-run step {restore.seq}" in e.message
+        for e in events(bot, incident_id)
+    )

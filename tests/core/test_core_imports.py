@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-CORE = Path(__file__).resolve().parents[1] / "bot"
+CORE = Path(__file__).resolve().parents[2] / "bot"
 FORBIDDEN = (
     "providers",
     "handlers",
