@@ -68,6 +68,16 @@ class SlackConfig(_Strict):
     # Unfinished requests in the inbox beyond which new ones are refused at the ack
     # ("not recorded, retry") instead of acknowledged and left to wait.
     inbox_high_water: int = Field(500, ge=10, le=100_000)
+    # Mentioned in the devops channel when an incident needs attention in business hours:
+    # a Slack user id (U...) or user-group id (S...).
+    database_admin: str | None = None
+
+    @field_validator("database_admin")
+    @classmethod
+    def _slack_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[US][A-Z0-9]{2,}$", value):
+            raise ValueError(f"{value!r} is not a Slack user id (U...) or user-group id (S...)")
+        return value
 
 
 class CliConfig(_Strict):

@@ -216,3 +216,25 @@ class RefusedRequestCount(Base):
     minute: Mapped[datetime] = mapped_column(primary_key=True)
     reason: Mapped[str] = mapped_column(String(64))
     count: Mapped[int] = mapped_column(default=0)
+
+
+class OutboxItem(Base):
+    """A notice for people outside the thread, written in the transaction of the change it
+    announces and delivered after commit (``bot.outbox``): a crash never loses a page, and
+    a retry reuses the notice's key, so PagerDuty keeps one alert."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    audience: Mapped[str] = mapped_column(String(16))
+    notice: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    given_up_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -21,12 +21,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from bot import authz, auto_ticks
+from bot import authz, auto_ticks, outbox
 from bot.approval import ApprovalPolicy, GroupDirectory, NoGroups
 from bot.audit import AuditTrail
 from bot.authz import Action, Standing
 from bot.config import EnvironmentConfig, Settings, Tier
 from bot.errors import DuplicateRequestError, NotFoundError, RollbotError
+from bot.escalation import Event
 from bot.lifecycle import (
     OPEN_STATES,
     STEP_DONE,
@@ -48,7 +49,8 @@ from bot.models import (
     Step,
     utcnow,
 )
-from bot.redact import register_secret, scrub_user_text
+from bot.notify import NoticeKind
+from bot.redact import redact, register_secret, scrub_user_text
 from bot.request_context import current_request, decision_time
 from bot.restore_choice import restore_options
 from bot.runbook import RUNBOOK, Choice
@@ -57,6 +59,14 @@ from bot.store import Store, open_store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Transitions people outside the thread hear about (bot.escalation decides who).
+STATE_NOTICES: dict[State, NoticeKind] = {
+    State.AWAITING_APPROVAL: "approval_waiting",
+    State.FAILED: "step_failed",
+    State.VERIFYING: "done",
+    State.RESOLVED: "resolved",
+    State.CANCELLED: "cancelled",
+}
 
 
 def parse_ref(ref: int | str) -> int:
@@ -302,6 +312,29 @@ class Rollbot:
             incident_id=incident.id,
             data={"from": before, "to": target.value},
         )
+        kind = STATE_NOTICES.get(target)
+        if kind is not None:
+            self._announce(session, incident, kind, f"{incident.ref} {message}")
+
+    def _announce(self, session: Session, incident: Incident, kind: NoticeKind, text: str) -> None:
+        """Queue what people outside the thread are told, in this transaction (the outbox)."""
+        details = {
+            "environment": incident.environment,
+            "tier": incident.tier,
+            "method": incident.method,
+            "requester": incident.requester,
+            "state": incident.state,
+        }
+        event = Event(
+            kind,
+            incident.id,
+            incident.ref,
+            incident.environment,
+            incident.tier,
+            redact(text)[:500],
+            details,
+        )
+        outbox.queue(session, incident, event, self.clock(), self.settings)
 
     def _result(self, ref: int | str) -> Incident:
         with self.store.read() as session:
@@ -433,6 +466,13 @@ class Rollbot:
             )
             self._auto_tick(
                 session, incident, {"before.incident_ticket": f"{incident.ref} in rollbot"}
+            )
+            self._announce(
+                session,
+                incident,
+                "opened",
+                f"{incident.ref}: {requester} started a database rollback{where}: "
+                f"{incident.description or 'no description'}",
             )
             self._maybe_triaged(session, incident, requester)
             incident_id = incident.id

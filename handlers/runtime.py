@@ -15,6 +15,7 @@ from bot.approval import GroupDirectory
 from bot.config import Settings, load_settings
 from bot.errors import NotAuthorizedError
 from bot.executor import Executor
+from bot.notify import Notifier
 from bot.service import Rollbot
 
 
@@ -27,6 +28,14 @@ def load_config(path: str | Path | None = None) -> Settings:
     """The settings, validated with every provider's section model (registered first)."""
     register_provider_steps()
     return load_settings(path)
+
+
+def paging_notifiers(settings: Settings) -> list[Notifier]:
+    """PagerDuty, when a routing key is set (the devops channel is the Slack worker's)."""
+    from providers.pagerduty.notifier import PagerDutyNotifier
+
+    pager = PagerDutyNotifier.from_settings(settings)
+    return [pager] if pager is not None else []
 
 
 @dataclass

@@ -190,15 +190,8 @@ class IncidentFlows:
     # ------------------------------------------------------------ commands
     def open(self, user: str, environment: str | None, description: str, source: str) -> Incident:
         incident = self.bot.open_incident(user, description, environment, source=source)
-        incident = self.ensure_thread(incident)
-        link = blocks.thread_link(incident.chat_channel, incident.chat_thread)
-        where = f" in *{incident.environment}*" if incident.environment else ""
-        self.poster.post(
-            self.settings.slack.devops_channel,
-            f":rotating_light: {incident.ref}: <@{user}> started a database rollback{where}: "
-            f"{incident.description or 'no description'} — <{link}|thread>",
-        )
-        return incident
+        # The devops channel hears of it through the outbox (handlers/slack/notices.py).
+        return self.ensure_thread(incident)
 
     def answer(self, user: str, incident_id: int, choice: str) -> None:
         self.bot.answer(incident_id, choice, user)

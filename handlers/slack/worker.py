@@ -34,9 +34,10 @@ from bot.models import AuditEvent, InboxItem, Step
 from bot.redact import redact
 from handlers import rundir
 from handlers.metrics import meter_steps, step_ended
-from handlers.runtime import Runtime
+from handlers.runtime import Runtime, paging_notifiers
 from handlers.slack.flows import IncidentFlows
 from handlers.slack.jobs import NotYetPostedError, SlackJobs
+from handlers.slack.notices import deliver_until, deliverer
 from handlers.slack.poster import SlackPoster
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Worker:
         self.flows = IncidentFlows(runtime, poster, debounce_seconds=debounce_seconds)
         self.jobs = SlackJobs(runtime, self.flows, poster)
         self.inbox = Inbox(runtime.bot.store, lease=timedelta(seconds=60))
+        self.deliverer = deliverer(runtime, poster, paging_notifiers(runtime.settings))
         self.worker_id = runtime.executor.worker_id
         self.poll_seconds = poll_seconds
         self.scan_seconds = scan_seconds
@@ -90,6 +92,9 @@ class Worker:
     # ------------------------------------------------------------ the loop
     def run(self, stop: threading.Event, parent_pid: int | None = None) -> None:
         self._scan(first=True)
+        threading.Thread(
+            target=deliver_until, args=(stop, self.deliverer), name="rollbot-notices", daemon=True
+        ).start()
         next_scan = time.monotonic() + self.scan_seconds
         while not stop.is_set():
             if self.heartbeat is not None:

@@ -1,0 +1,193 @@
+"""Events after commit: notices written with the change, delivered after it, marked sent.
+
+``queue`` runs inside the transaction that changes the incident, so an event is recorded
+exactly when its change is. ``Deliverer.deliver_due`` claims due rows one by one (a
+compare-and-set, so two workers never deliver the same row at once), hands each to the
+notifier for its audience and marks it sent; a failure is retried with backoff, a
+notifier's refusal (``retryable = False``) gives up and says so in the incident's thread.
+A worker that died holding a row loses its claim after ``CLAIM_SECONDS``; the row is then
+delivered again with the same key, which PagerDuty folds into the same alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.config import Settings
+from bot.escalation import Event, notices_for
+from bot.models import Incident, OutboxItem
+from bot.notify import Audience, Notice, Notifier
+from bot.redact import redact
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+CLAIM_SECONDS = 120
+MAX_ATTEMPTS = 12  # about an hour of backoff: then a person is told it was never delivered
+QUIET_SOURCES = ("drill",)  # a drill's incidents page nobody
+
+
+def paging_audiences(settings: Settings) -> set[Audience]:
+    """Audiences whose PagerDuty routing key is set in this process's environment."""
+    pd = settings.pagerduty
+    keys: dict[Audience, str | None] = {
+        "oncall": pd.routing_key_env,
+        "cto": pd.cto_routing_key_env,
+    }
+    return {a for a, env in keys.items() if env and os.environ.get(env)}
+
+
+def queue(
+    session: Session,
+    incident: Incident,
+    event: Event,
+    now: datetime,
+    settings: Settings,
+    can_page: Collection[Audience] | None = None,
+) -> list[OutboxItem]:
+    """Record the notices ``event`` means, in the caller's transaction."""
+    if incident.source in QUIET_SOURCES:
+        return []
+    paged = set(
+        session.scalars(
+            select(OutboxItem.audience).where(
+                OutboxItem.incident_id == incident.id,
+                OutboxItem.audience != "devops",
+                OutboxItem.kind.in_(("opened", "approval_waiting", "step_failed", "check_failed")),
+            )
+        )
+    )
+    pageable = paging_audiences(settings) if can_page is None else can_page
+    rows = [
+        OutboxItem(
+            incident_id=incident.id,
+            kind=n.kind,
+            audience=n.audience,
+            notice=asdict(n),
+            created_at=now,
+            due_at=now,
+        )
+        for n in notices_for(event, now, settings, can_page=pageable, paged=paged)
+    ]
+    session.add_all(rows)
+    return rows
+
+
+def backoff(attempts: int) -> timedelta:
+    """5 s, 10 s, 20 s ... capped at 10 minutes."""
+    return timedelta(seconds=min(600, 5 * 2 ** max(0, attempts - 1)))
+
+
+class Deliverer:
+    """Delivers due notices through the notifiers of their audiences."""
+
+    def __init__(
+        self,
+        store: Store,
+        notifiers: list[Notifier],
+        clock: Callable[[], datetime],
+        *,
+        link_for: Callable[[Incident], str | None] = lambda _i: None,
+        tell_thread: Callable[[int, str], None] = lambda _i, _t: None,
+    ) -> None:
+        self.store = store
+        self.by_audience = {a: n for n in notifiers for a in n.audiences}
+        self.clock = clock
+        self.link_for = link_for
+        self.tell_thread = tell_thread
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def deliver_due(self, limit: int = 50) -> int:
+        """Deliver what is due now; how many were sent."""
+        sent = 0
+        for _ in range(limit):
+            claimed = self._claim()
+            if claimed is None:
+                break
+            sent += self._deliver(*claimed)
+        return sent
+
+    def _claim(self) -> tuple[OutboxItem, Incident] | None:
+        now = self.clock()
+        stale = now - timedelta(seconds=CLAIM_SECONDS)
+        with self.store.session() as session:
+            candidates = session.scalars(
+                select(OutboxItem.id)
+                .where(
+                    OutboxItem.sent_at.is_(None),
+                    OutboxItem.given_up_at.is_(None),
+                    OutboxItem.audience.in_(list(self.by_audience)),
+                    OutboxItem.due_at <= now,
+                    or_(OutboxItem.claimed_at.is_(None), OutboxItem.claimed_at < stale),
+                )
+                .order_by(OutboxItem.id)
+                .limit(5)
+            ).all()
+            for row_id in candidates:
+                won = session.execute(
+                    update(OutboxItem)
+                    .where(
+                        OutboxItem.id == row_id,
+                        OutboxItem.sent_at.is_(None),
+                        or_(OutboxItem.claimed_at.is_(None), OutboxItem.claimed_at < stale),
+                    )
+                    .values(claimed_by=self.worker_id, claimed_at=now)
+                ).rowcount
+                if won:
+                    row = session.get(OutboxItem, row_id)
+                    incident = session.get(Incident, row.incident_id)
+                    session.expunge(row)
+                    session.expunge(incident)
+                    return row, incident
+        return None
+
+    def _deliver(self, row: OutboxItem, incident: Incident) -> int:
+        notice = Notice(**{**row.notice, "link": self.link_for(incident)})
+        try:
+            self.by_audience[row.audience].deliver(notice)  # type: ignore[index]
+        except Exception as exc:  # a notifier's failure must never stop the others
+            self._failed(row, notice, exc)
+            return 0
+        with self.store.session() as session:
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == row.id, OutboxItem.claimed_by == self.worker_id)
+                .values(sent_at=self.clock(), last_error=None)
+            )
+        return 1
+
+    def _failed(self, row: OutboxItem, notice: Notice, exc: Exception) -> None:
+        reason = redact(str(exc) or type(exc).__name__)
+        attempts = row.attempts + 1
+        give_up = getattr(exc, "retryable", True) is False or attempts >= MAX_ATTEMPTS
+        now = self.clock()
+        with self.store.session() as session:
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == row.id, OutboxItem.claimed_by == self.worker_id)
+                .values(
+                    attempts=attempts,
+                    last_error=reason,
+                    claimed_by=None,
+                    claimed_at=None,
+                    due_at=now + backoff(attempts),
+                    given_up_at=now if give_up else None,
+                )
+            )
+        log.warning(
+            "notice %s to %s failed (attempt %s): %s", row.id, row.audience, attempts, reason
+        )
+        if give_up or attempts == 1:
+            what = "gave up" if give_up else "will retry"
+            self.tell_thread(
+                row.incident_id,
+                f":warning: {notice.kind} notice to {row.audience} failed ({what}): {reason}",
+            )

@@ -1,0 +1,138 @@
+"""The runbook's emergency contacts end to end: the outbox delivered to the local
+PagerDuty (HTTPS, every request checked against its spec) and to the devops channel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from bot.config import Settings, SlackConfig
+from bot.executor import Executor
+from bot.notify import Notice
+from bot.outbox import CLAIM_SECONDS, Deliverer
+from bot.service import Rollbot
+from handlers.runtime import register_provider_steps
+from handlers.slack.notices import DevopsChannel
+from providers.pagerduty.notifier import PagerDutyNotifier
+from tests.core_fixtures import Clock
+from tests.pagerduty_api import PagerDutyApiServer
+
+ONCALL_KEY = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+CTO_KEY = "f9e8d7c6b5a4938271605f4e3d2c1b0a"
+
+
+class Crash(BaseException):
+    """Ends delivery as SIGKILL would: the page went out, the row was never marked sent."""
+
+
+@dataclass
+class CrashOnce:
+    """PagerDuty, but the process dies right after the first page it sends."""
+
+    pager: PagerDutyNotifier
+    crashed: bool = False
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return self.pager.audiences
+
+    def deliver(self, notice: Notice) -> None:
+        self.pager.deliver(notice)
+        if not self.crashed:
+            self.crashed = True
+            raise Crash()
+
+
+@dataclass
+class Channel:
+    """A poster that keeps what the devops channel was sent."""
+
+    posts: list[str] = field(default_factory=list)
+
+    def post(self, channel: str, text: str, **_kw: Any) -> dict[str, Any]:
+        self.posts.append(text)
+        return {"ok": True}
+
+
+@pytest.fixture
+def pd(monkeypatch: pytest.MonkeyPatch) -> Iterator[PagerDutyApiServer]:
+    monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", ONCALL_KEY)
+    monkeypatch.setenv("PAGERDUTY_CTO_ROUTING_KEY", CTO_KEY)
+    with PagerDutyApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pager(pd: PagerDutyApiServer) -> Iterator[PagerDutyNotifier]:
+    made = PagerDutyNotifier(
+        {"oncall": ONCALL_KEY, "cto": CTO_KEY}, events_url=pd.url, verify=pd.ca_bundle
+    )
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def admin_bot(settings: Settings, clock: Clock) -> Iterator[Rollbot]:
+    register_provider_steps()
+    with_admin = settings.model_copy(update={"slack": SlackConfig(database_admin="S0DBA")})
+    rollbot = Rollbot.open(with_admin, clock=clock)
+    yield rollbot
+    rollbot.store.dispose()
+
+
+def test_after_hours_production_pages_twice_once_each_even_after_a_crash(
+    admin_bot: Rollbot, clock: Clock, pd: PagerDutyApiServer, pager: PagerDutyNotifier
+) -> None:
+    channel = Channel()
+    devops = DevopsChannel(channel, "#devops-team")  # type: ignore[arg-type]
+    incident = admin_bot.open_incident("alice", "orders corrupted", environment="production")
+    with pytest.raises(Crash):
+        Deliverer(admin_bot.store, [devops, CrashOnce(pager)], clock).deliver_due()
+    clock.advance(seconds=CLAIM_SECONDS + 1)  # the dead worker's claim runs out
+    restarted = Deliverer(admin_bot.store, [devops, pager], clock)
+    restarted.deliver_due()
+
+    alerts = pd.opened_alerts
+    assert sorted(a.routing_key for a in alerts) == sorted([ONCALL_KEY, CTO_KEY])
+    assert len({a.dedup_key for a in alerts}) == 2  # one key each, the re-send folded in
+    assert all(a.severity == "critical" for a in alerts)
+    assert len(channel.posts) == 1 and "<!subteam^S0DBA>" not in channel.posts[0]
+
+    admin_bot.cancel(incident.id, "alice", "false alarm")
+    restarted.deliver_due()
+    assert [a.status for a in pd.opened_alerts] == ["resolved", "resolved"]
+
+
+def test_resolving_resolves_the_alerts_the_incident_raised(
+    admin_bot: Rollbot, clock: Clock, pd: PagerDutyApiServer, pager: PagerDutyNotifier
+) -> None:
+    deliverer = Deliverer(admin_bot.store, [pager], clock)
+    incident = admin_bot.open_incident("alice", "app broken", environment="production")
+    admin_bot.answer(incident.id, "app_broken", "alice")
+    admin_bot.choose_method(incident.id, "app_rollback", "alice")
+    admin_bot.request_approval(incident.id, "alice")
+    admin_bot.approve(incident.id, "bob")
+    admin_bot.start(incident.id, "alice")
+    assert Executor(admin_bot).run_incident(incident.id).state == "verifying"
+    deliverer.deliver_due()
+    assert [a.status for a in pd.opened_alerts] == ["triggered", "triggered"]
+    clock.advance(hours=8)  # the next morning, in business hours: still resolved
+    admin_bot.resolve(incident.id, "alice", confirm_unticked=True)
+    deliverer.deliver_due()
+    assert [a.status for a in pd.opened_alerts] == ["resolved", "resolved"]
+
+
+def test_in_hours_staging_pages_nobody_and_mentions_the_admin(
+    admin_bot: Rollbot, clock: Clock, pd: PagerDutyApiServer, pager: PagerDutyNotifier
+) -> None:
+    clock.advance(hours=8)  # Tuesday 11:00 UTC: business hours
+    channel = Channel()
+    devops = DevopsChannel(channel, "#devops-team")  # type: ignore[arg-type]
+    admin_bot.open_incident("alice", "bad migration", environment="staging")
+    Deliverer(admin_bot.store, [devops, pager], clock).deliver_due()
+    assert pd.events == []
+    (post,) = channel.posts
+    assert post.startswith(":rotating_light: <!subteam^S0DBA> INC-")
