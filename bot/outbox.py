@@ -23,7 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
-from bot.escalation import Event, notices_for
+from bot.escalation import ENDS, Event, notices_for
 from bot.models import Incident, OutboxItem
 from bot.notify import Audience, Notice, Notifier
 from bot.redact import redact
@@ -32,6 +32,7 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 CLAIM_SECONDS = 120
 MAX_ATTEMPTS = 12  # about an hour of backoff: then a person is told it was never delivered
+STALE_AFTER = timedelta(days=1)  # a call to action nobody could deliver for a day is moot
 QUIET_SOURCES = ("drill",)  # a drill's incidents page nobody
 
 
@@ -151,6 +152,9 @@ class Deliverer:
 
     def _deliver(self, row: OutboxItem, incident: Incident) -> int:
         notice = Notice(**{**row.notice, "link": self.link_for(incident)})
+        if self.clock() - row.created_at > STALE_AFTER and notice.kind not in ENDS:
+            self._give_up(row, "too old to be worth sending")
+            return 0
         try:
             self.by_audience[row.audience].deliver(notice)  # type: ignore[index]
         except Exception as exc:  # a notifier's failure must never stop the others
@@ -163,6 +167,14 @@ class Deliverer:
                 .values(sent_at=self.clock(), last_error=None)
             )
         return 1
+
+    def _give_up(self, row: OutboxItem, reason: str) -> None:
+        with self.store.session() as session:
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == row.id, OutboxItem.claimed_by == self.worker_id)
+                .values(given_up_at=self.clock(), last_error=reason)
+            )
 
     def _failed(self, row: OutboxItem, notice: Notice, exc: Exception) -> None:
         reason = redact(str(exc) or type(exc).__name__)

@@ -24,7 +24,7 @@ import handlers.commands
 from bot.errors import ConfigError, RollbotError
 from bot.redact import redact
 from bot.request_context import RequestContext, handling
-from handlers.runtime import os_user
+from handlers.runtime import deliver_pending_notices, os_user
 
 
 def version() -> str:
@@ -65,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with handling(RequestContext(via=f"cli (os user {os_user()})")):
-            code = int(args.func(args) or 0)
+            try:
+                code = int(args.func(args) or 0)
+            finally:
+                deliver_pending_notices()
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
         return code
     except BrokenPipeError:

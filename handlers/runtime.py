@@ -7,6 +7,7 @@ registered and crash recovery runs, once per process start.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,11 @@ from bot.config import Settings, load_settings
 from bot.errors import NotAuthorizedError
 from bot.executor import Executor
 from bot.notify import Notifier
+from bot.outbox import Deliverer
+from bot.redact import redact
 from bot.service import Rollbot
+
+log = logging.getLogger(__name__)
 
 
 def register_provider_steps() -> None:
@@ -53,7 +58,32 @@ def start_runtime(
     bot = Rollbot.open(settings, directory=directory)
     executor = Executor(bot)
     executor.recover()
-    return Runtime(settings, bot, executor)
+    runtime = Runtime(settings, bot, executor)
+    _STARTED.append(runtime)
+    return runtime
+
+
+_STARTED: list[Runtime] = []
+
+
+def deliver_pending_notices() -> None:
+    """Before a CLI command exits: send the pages and devops notices its changes queued
+    (no Slack worker may be running). Never fails the command: what is not sent stays
+    queued for the next delivery, by any process."""
+    from providers.slack_notify import DevopsNotifier
+
+    while _STARTED:
+        runtime = _STARTED.pop()
+        notifiers: list[Notifier] = [*paging_notifiers(runtime.settings)]
+        devops = DevopsNotifier.from_settings(runtime.settings)
+        if devops is not None:
+            notifiers.append(devops)
+        try:
+            Deliverer(runtime.bot.store, notifiers, runtime.bot.clock).deliver_due()
+        except Exception as exc:
+            log.warning("notices not delivered now (they stay queued): %s", redact(exc))
+        finally:
+            runtime.bot.store.dispose()
 
 
 def os_user() -> str:

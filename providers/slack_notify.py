@@ -18,6 +18,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
+from bot.config import Settings
+from bot.errors import ProviderError
+from bot.notify import Notice
 from bot.redact import redact, register_secret
 
 log = logging.getLogger(__name__)
@@ -63,3 +66,21 @@ def notify_devops(channel: str, text: str) -> bool:
         log.warning("devops notice not posted to %s: %s", channel, redact(exc))
         return False
     return True
+
+
+class DevopsNotifier:
+    """``bot.notify.Notifier`` for the devops channel from a CLI process (a bot token is
+    enough; the Slack worker has its own, with thread links)."""
+
+    audiences = ("devops",)
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DevopsNotifier | None:
+        return cls(settings.slack.devops_channel) if slack_configured() else None
+
+    def deliver(self, notice: Notice) -> None:
+        if not notify_devops(self.channel, notice.summary):
+            raise ProviderError(f"Slack did not take the notice for {self.channel}")

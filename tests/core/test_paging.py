@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,3 +137,26 @@ def test_in_hours_staging_pages_nobody_and_mentions_the_admin(
     assert pd.events == []
     (post,) = channel.posts
     assert post.startswith(":rotating_light: <!subteam^S0DBA> INC-")
+
+
+def test_a_cli_command_sends_the_pages_its_change_queued(
+    tmp_path: Path, pd: PagerDutyApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Slack worker runs beside a terminal user: the command delivers before it exits."""
+    from bot.config import BusinessHoursConfig
+    from handlers.cli import main
+    from handlers.runtime import load_config
+    from tests.fake_provider import write_fake_config
+
+    monkeypatch.setenv("ROLLBOT_PAGERDUTY_EVENTS_URL", pd.url)
+    monkeypatch.setenv("SSL_CERT_FILE", str(pd.ca_bundle))
+    config = write_fake_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}")
+    closed = BusinessHoursConfig(days=())  # after hours, whenever the test runs
+    settings = load_config(config).model_copy(update={"business_hours": closed})
+    rollbot = Rollbot.open(settings)
+    incident = rollbot.open_incident("alice", "orders corrupted", environment="production")
+    rollbot.store.dispose()
+    with config.open("a") as f:
+        f.write("\n[business_hours]\ndays = []\n")  # never in business hours
+    assert main(["--config", str(config), "show", incident.ref]) == 0
+    assert sorted(a.routing_key for a in pd.opened_alerts) == sorted([ONCALL_KEY, CTO_KEY])
