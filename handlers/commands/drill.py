@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         size_bytes=size, migrations=args.migrations, output=args.output, keep=args.keep
     )
     result = run_drill(options, echo)
-    return report(result, options.output.resolve())
+    code = report(result, options.output.resolve())
+    record_result(args.config, result, options.output.resolve())
+    return code
 
 
 def run_neon(args: argparse.Namespace) -> int:
@@ -111,6 +113,7 @@ def run_neon(args: argparse.Namespace) -> int:
     settings = load_config(args.config)
     result = run_neon_drill(settings, args.env, args.output, echo)
     code = report(result, result.output)
+    record_result(args.config, result, result.output, args.env)
     if result.leftovers:
         print(
             f"rollbot: the drill FAILED: {len(result.leftovers)} branch(es) left behind "
@@ -118,6 +121,31 @@ def run_neon(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return code
+
+
+def record_result(
+    config: str | None, result: DrillResult, output: Path, env: str | None = None
+) -> None:
+    """The drill's outcome in the team's audit trail (the Home tab shows the last one), when
+    there is a team configuration; the local drill's own state stays in its output."""
+    from bot.config import default_config_path
+    from handlers.runtime import start_runtime
+
+    if config is None and default_config_path() is None:
+        return
+    verified = sum(o.verified for o in result.outcomes)
+    runtime = start_runtime(config)
+    try:
+        runtime.bot.note(
+            None,
+            "rollbot drill",
+            "drill",
+            f"{'passed' if result.ok else 'FAILED'}: {verified}/{len(result.outcomes)} methods "
+            f"verified{f' on {env}' if env else ' (local)'}; report in {output}",
+            {"ok": result.ok, "verified": verified, "methods": len(result.outcomes)},
+        )
+    finally:
+        runtime.bot.store.dispose()
 
 
 def echo(line: str) -> None:

@@ -33,6 +33,7 @@ from handlers.slack.metadata import ActionValue, checklist_incident
 from handlers.slack.payloads import (
     MAX_TEXT,
     BlockActions,
+    HomeCallback,
     Mention,
     SlashCommand,
     ViewSubmission,
@@ -264,6 +265,14 @@ def build_app(
         ack()
         if not result.recorded:
             notices.tell(channel, user, NOT_RECORDED[result], thread)
+
+    @app.event("app_home_opened")
+    def on_home(ack: Callable[..., None], body: dict[str, Any]) -> None:
+        """Anyone may look: the Home tab shows what #incidents shows, drawn by the worker."""
+        home = HomeCallback.model_validate(body)
+        if home.event.tab == "home":
+            record("home", f"slack:event:{home.event_id}", home.event.user, None)
+        ack()
 
     @app.event("message")
     def ignore_messages(ack: Callable[..., None]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.audit import format_timeline, timeline
 from bot.authz import Action
@@ -400,6 +401,12 @@ class IncidentFlows:
     def record_root_cause(self, user: str, incident_id: int, root_cause: str, notes: str) -> None:
         self.bot.record_root_cause(incident_id, user, root_cause, notes)
         self.refresh(incident_id)
+
+    def home_view(self) -> dict[str, Any]:
+        """The Home tab for whoever opened it (the same for everyone)."""
+        from handlers.slack.home import gather, home_view
+
+        return home_view(gather(self.bot, self.settings))
 
     def status(self) -> str:
         """Open incidents with links; a thread lost to a Slack outage is posted now."""

@@ -31,6 +31,7 @@ from handlers.metrics import observe_request
 from handlers.slack.payloads import (
     BadPayload,
     BlockActions,
+    HomeCallback,
     Ignored,
     MentionCallback,
     SlashCommand,
@@ -162,6 +163,7 @@ KINDS: dict[type, str] = {
     BlockActions: "block_actions",
     ViewSubmission: "view_submission",
     MentionCallback: "app_mention",
+    HomeCallback: "app_home_opened",
     UrlVerification: "url_verification",
     Ignored: "ignored",
 }

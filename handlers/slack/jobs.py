@@ -52,7 +52,9 @@ def _what(item: InboxItem) -> str:
     interaction = interactions.button(str(item.payload.get("action_id") or ""))
     if interaction is not None:
         return interaction.what
-    return {"rollback": "/rollback", "status": "status request"}.get(item.action, "request")
+    return {"rollback": "/rollback", "status": "status request", "home": "Home tab"}.get(
+        item.action, "request"
+    )
 
 
 class SlackJobs:
@@ -75,6 +77,7 @@ class SlackJobs:
         self.handlers: dict[str, Callable[[InboxItem, ReplyTo], None]] = {
             "rollback": self._rollback,
             "status": self._status,
+            "home": lambda i, r: self.poster.publish_home(i.actor, flows.home_view()),
             "answer": lambda i, r: flows.answer(i.actor, self._bound(i), self._value(i).arg),
             "environment": lambda i, r: flows.choose_environment(
                 i.actor, self._bound(i), self._value(i).arg

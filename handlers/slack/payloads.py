@@ -130,6 +130,20 @@ class MentionCallback(_Payload):
     event: Mention
 
 
+class AppHomeOpened(_Payload):
+    type: Literal["app_home_opened"]
+    user: SlackId
+    tab: Short = "home"
+
+
+class HomeCallback(_Payload):
+    """Someone opened rollbot's Home tab: it is drawn for them."""
+
+    type: Literal["event_callback"]
+    event_id: Short
+    event: AppHomeOpened
+
+
 class UrlVerification(_Payload):
     type: Literal["url_verification"]
     challenge: Short
@@ -141,7 +155,13 @@ class Ignored(_Payload):
     type: Short
 
 
-Handled = SlashCommand | BlockActions | ViewSubmission | MentionCallback | UrlVerification
+Handled = (
+    SlashCommand | BlockActions | ViewSubmission | MentionCallback | HomeCallback | UrlVerification
+)
+EVENTS: dict[str, type[_Payload]] = {
+    "app_mention": MentionCallback,
+    "app_home_opened": HomeCallback,
+}
 INTERACTIVE: dict[str, type[_Payload]] = {
     "block_actions": BlockActions,
     "view_submission": ViewSubmission,
@@ -180,9 +200,8 @@ def classify(body: dict[str, Any]) -> _Payload:
             return INTERACTIVE[kind].model_validate(body)
         if kind == "event_callback":
             callback = EventCallback.model_validate(body)
-            if callback.event.get("type") != "app_mention":
-                return Ignored(type=kind)
-            return MentionCallback.model_validate(body)
+            model = EVENTS.get(str(callback.event.get("type")))
+            return Ignored(type=kind) if model is None else model.model_validate(body)
         if kind == "url_verification":
             return UrlVerification.model_validate(body)
         return Ignored.model_validate(body)

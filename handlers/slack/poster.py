@@ -82,5 +82,8 @@ class SlackPoster:
             kwargs["blocks"] = blocks
         return self._call("chat_postEphemeral", **kwargs)
 
+    def publish_home(self, user: str, view: dict[str, Any]) -> dict[str, Any] | None:
+        return self._call("views_publish", user_id=user, view=view)
+
     def open_modal(self, trigger_id: str, view: dict[str, Any]) -> dict[str, Any] | None:
         return self._call("views_open", trigger_id=trigger_id, view=view)

@@ -29,6 +29,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "chat.update": ("channel", "ts"),
     "chat.postEphemeral": ("channel", "user"),
     "views.open": ("trigger_id", "view"),
+    "views.publish": ("user_id", "view"),
     "usergroups.users.list": ("usergroup",),
     "users.info": ("user",),
     "chat.getPermalink": ("channel", "message_ts"),
@@ -318,6 +319,13 @@ class FakeSlack:
                 "thread_ts": args.get("thread_ts"),
             }
             return {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts}}
+        if method == "views.publish":  # a Home tab: type "home", at most 100 blocks
+            view = args["view"]
+            view = json.loads(view) if isinstance(view, str) else view
+            blocks = view.get("blocks") if isinstance(view, dict) else None
+            if view.get("type") != "home" or not isinstance(blocks, list) or len(blocks) > 100:
+                return {"ok": False, "error": "invalid_arguments"}
+            return {"ok": True, "view": {"id": "V0HOME", **view}}
         if method == "views.open":
             view = args["view"]
             if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
