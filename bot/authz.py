@@ -38,6 +38,7 @@ class Action(StrEnum):
     CANCEL = "cancel"
     RESOLVE = "resolve"
     UNDO = "undo a restore"
+    ACKNOWLEDGE = "acknowledge the page"
 
 
 _DRIVERS = frozenset({Role.REQUESTER, Role.APPROVER})
@@ -61,6 +62,9 @@ REQUIRED_ROLES: dict[Action, frozenset[Role]] = {
     Action.ROOT_CAUSE: _ON_THE_INCIDENT,
     Action.CANCEL: _ON_THE_INCIDENT,
     Action.RESOLVE: _ON_THE_INCIDENT,
+    # Whoever PagerDuty woke up may not have touched the incident yet; stopping the
+    # paging changes nothing in the database and is audited.
+    Action.ACKNOWLEDGE: frozenset({Role.MEMBER}),
 }
 
 

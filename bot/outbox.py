@@ -82,6 +82,29 @@ def queue(
     return rows
 
 
+def page_states_in(session: Session, incident_id: int) -> dict[str, str]:
+    """Per paged audience, whether its alert is "triggered" or "acknowledged" (ended ones
+    are left out): the newest paging notice of each audience decides."""
+    rows = session.execute(
+        select(OutboxItem.audience, OutboxItem.kind)
+        .where(OutboxItem.incident_id == incident_id, OutboxItem.audience != "devops")
+        .order_by(OutboxItem.id)
+    ).all()
+    latest: dict[str, str] = {}
+    for audience, kind in rows:
+        latest[audience] = kind
+    return {
+        a: "acknowledged" if k == "acknowledged" else "triggered"
+        for a, k in latest.items()
+        if k not in ENDS
+    }
+
+
+def page_states(store: Store, incident_id: int) -> dict[str, str]:
+    with store.read() as session:
+        return page_states_in(session, incident_id)
+
+
 def backoff(attempts: int) -> timedelta:
     """5 s, 10 s, 20 s ... capped at 10 minutes."""
     return timedelta(seconds=min(600, 5 * 2 ** max(0, attempts - 1)))

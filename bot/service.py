@@ -897,6 +897,32 @@ class Rollbot:
             )
         return self._result(ref)
 
+    def paging(self, ref: int | str) -> dict[str, str]:
+        """Per paged audience ("oncall", "cto"): "triggered" or "acknowledged"."""
+        return outbox.page_states(self.store, parse_ref(ref))
+
+    def acknowledge_page(self, ref: int | str, actor: str) -> Incident:
+        """Stop PagerDuty paging for the incident (its alerts are acknowledged)."""
+        with self._attempt(ref, actor, "acknowledge the page") as session:
+            incident = self._load(session, ref, lock=True)
+            self._authorize(session, incident, actor, Action.ACKNOWLEDGE)
+            states = outbox.page_states_in(session, incident.id)
+            if not any(v == "triggered" for v in states.values()):
+                raise RollbotError(
+                    f"{incident.ref} has no open page to acknowledge; nothing was done"
+                )
+            self.audit.record(
+                session,
+                actor=actor,
+                kind="note",
+                message=f"{incident.ref} page acknowledged by {actor}",
+                incident_id=incident.id,
+            )
+            self._announce(
+                session, incident, "acknowledged", f"{incident.ref} acknowledged by {actor}"
+            )
+        return self._result(ref)
+
     def record_root_cause(
         self, ref: int | str, actor: str, root_cause: str, notes: str = ""
     ) -> Incident:

@@ -115,6 +115,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_actor_option(p)
     p.set_defaults(func=cmd_cancel)
 
+    p = sub.add_parser("ack", help="acknowledge an incident's PagerDuty page (stops the paging)")
+    p.add_argument("incident")
+    add_actor_option(p)
+    p.set_defaults(func=cmd_ack)
+
     p = sub.add_parser("step", help="decide what happens to an interrupted step")
     p.add_argument("incident")
     p.add_argument("step", type=int, help="step number (seq) as shown by `rollbot show`")
@@ -250,6 +255,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     rt = start_runtime(args.config)
     incident = rt.bot.cancel(args.incident, cli_actor(rt, args.actor), args.reason)
     print(f"{incident.ref} cancelled")
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    rt = start_runtime(args.config)
+    incident = rt.bot.acknowledge_page(args.incident, cli_actor(rt, args.actor))
+    print(f"{incident.ref} page acknowledged")
     return 0
 
 

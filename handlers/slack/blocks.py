@@ -186,6 +186,7 @@ class CardView:
     timezone: str = "UTC"
     undoable: str | None = None  # the database a finished restore kept (Undo swaps it back)
     environments: Sequence[str] = ()  # the tier has several: which one is it about?
+    paging: dict[str, str] = field(default_factory=dict)  # audience -> triggered/acknowledged
 
 
 def _value(view: CardView, arg: str = "", **kw: Any) -> ActionValue:
@@ -323,6 +324,9 @@ def _checklist_block(view: CardView, which: str) -> list[Block]:
     ]
 
 
+PAGED_NAMES = {"oncall": "on-call", "cto": "CTO escalation"}
+
+
 def incident_card(view: CardView) -> tuple[str, list[Block]]:
     """The one message in the thread that every click updates in place."""
     inc = view.incident
@@ -421,8 +425,13 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
         )
     if inc.root_cause:
         blocks.append(section(f"*Root cause:* {inc.root_cause}\n{inc.notes or ''}"))
+    if view.paging and not closed:
+        paged = ", ".join(f"{PAGED_NAMES.get(a, a)}: {s}" for a, s in view.paging.items())
+        blocks.append(context(f":pager: PagerDuty — {paged}"))
     if not closed:
         elements = [button("Root cause & notes", "root_cause", "open", _value(view), view.signer)]
+        if "triggered" in view.paging.values():
+            elements.append(button("Acknowledge page", "ack", "go", _value(view), view.signer))
         if state in (State.VERIFYING.value, State.FAILED.value):
             elements.append(
                 button("Resolve", "resolve", "go", _value(view), view.signer, "primary")

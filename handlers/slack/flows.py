@@ -102,6 +102,7 @@ class IncidentFlows:
                 if a.plan_hash == incident.plan_hash and a.expires_at <= now
             ]
         view.ticks = self.bot.ticks(incident.id)
+        view.paging = self.bot.paging(incident.id)
         if incident.state in (State.VERIFYING.value, State.RESOLVED.value):
             view.undoable = self.bot.undoable(incident)
         if incident.state in (State.METHOD_CHOSEN.value, State.AWAITING_APPROVAL.value):
@@ -400,6 +401,10 @@ class IncidentFlows:
 
     def record_root_cause(self, user: str, incident_id: int, root_cause: str, notes: str) -> None:
         self.bot.record_root_cause(incident_id, user, root_cause, notes)
+        self.refresh(incident_id)
+
+    def acknowledge(self, user: str, incident_id: int) -> None:
+        self.bot.acknowledge_page(incident_id, user)
         self.refresh(incident_id)
 
     def home_view(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ BUTTONS: dict[str, Interaction] = {
     "rb_resolve": Interaction("resolve", Action.RESOLVE, "Resolve"),
     "rb_cancel": Interaction("cancel", Action.CANCEL, "Cancel"),
     "rb_undo": Interaction("undo", Action.UNDO, "Undo restore"),
+    "rb_ack": Interaction("acknowledge", Action.ACKNOWLEDGE, "Acknowledge page"),
 }
 VIEWS: dict[str, Interaction] = {
     "rb_root_cause": Interaction("root_cause_submit", Action.ROOT_CAUSE, "root cause"),

@@ -88,6 +88,7 @@ class SlackJobs:
             "run": lambda i, r: flows.run(i.actor, self._bound(i)),
             "cancel": lambda i, r: flows.cancel(i.actor, self._bound(i)),
             "undo": lambda i, r: flows.undo(i.actor, self._bound(i)),
+            "acknowledge": lambda i, r: flows.acknowledge(i.actor, self._bound(i)),
             "resolve": self._resolve,
             "step": self._step,
             "tick": self._tick,

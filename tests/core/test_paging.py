@@ -160,3 +160,20 @@ def test_a_cli_command_sends_the_pages_its_change_queued(
         f.write("\n[business_hours]\ndays = []\n")  # never in business hours
     assert main(["--config", str(config), "show", incident.ref]) == 0
     assert sorted(a.routing_key for a in pd.opened_alerts) == sorted([ONCALL_KEY, CTO_KEY])
+
+
+def test_acknowledging_stops_the_paging_and_is_refused_without_a_page(
+    admin_bot: Rollbot, clock: Clock, pd: PagerDutyApiServer, pager: PagerDutyNotifier
+) -> None:
+    from bot.errors import RollbotError
+
+    deliverer = Deliverer(admin_bot.store, [pager], clock)
+    incident = admin_bot.open_incident("alice", "orders corrupted", environment="production")
+    deliverer.deliver_due()
+    assert admin_bot.paging(incident.id) == {"oncall": "triggered", "cto": "triggered"}
+    admin_bot.acknowledge_page(incident.id, "mallory")  # whoever was woken up
+    deliverer.deliver_due()
+    assert [a.status for a in pd.opened_alerts] == ["acknowledged", "acknowledged"]
+    assert admin_bot.paging(incident.id) == {"oncall": "acknowledged", "cto": "acknowledged"}
+    with pytest.raises(RollbotError, match="no open page to acknowledge"):
+        admin_bot.acknowledge_page(incident.id, "alice")

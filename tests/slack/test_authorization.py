@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 ALL = sorted(interactions.BUTTONS) + [f"view:{v}" for v in interactions.VIEWS]
 EXPECTED_REFUSAL = {
     "view:rb_root_cause": "rollbot did not open this form for you",
+    # Anyone PagerDuty woke up may acknowledge (declared MEMBER); here nothing was paged.
+    "rb_ack": "no open page to acknowledge",
 }
 
 
@@ -41,7 +43,14 @@ def test_clicks_and_views_reach_only_the_table_driven_listeners(http_driver: Sla
     )
     listeners = registered_listeners(app)
     names = {get_name_for_callable(x.ack_function) for x in listeners}
-    assert names == {"on_rollback", "on_click", "on_submit", "on_mention", "ignore_messages"}
+    assert names == {
+        "on_rollback",
+        "on_click",
+        "on_submit",
+        "on_mention",
+        "on_home",
+        "ignore_messages",
+    }
     for action_id in [*interactions.BUTTONS, "rb_answer:production", "rb_step:retry"]:
         body = block_action_payload(
             MALLORY, {"action_id": action_id, "type": "button"}, "C1", "1.1"
