@@ -121,12 +121,14 @@ class Deliverer:
         *,
         link_for: Callable[[Incident], str | None] = lambda _i: None,
         tell_thread: Callable[[int, str], None] = lambda _i, _t: None,
+        not_yet: Callable[[Incident, OutboxItem], bool] = lambda _i, _r: False,
     ) -> None:
         self.store = store
         self.by_audience = {a: n for n in notifiers for a in n.audiences}
         self.clock = clock
         self.link_for = link_for
         self.tell_thread = tell_thread
+        self.not_yet = not_yet  # e.g. wait for the incident's thread, to link to it
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def deliver_due(self, limit: int = 50) -> int:
@@ -153,9 +155,14 @@ class Deliverer:
                     or_(OutboxItem.claimed_at.is_(None), OutboxItem.claimed_at < stale),
                 )
                 .order_by(OutboxItem.id)
-                .limit(5)
+                .limit(20)
             ).all()
             for row_id in candidates:
+                waiting = session.get(OutboxItem, row_id)
+                if waiting is None or self.not_yet(
+                    session.get(Incident, waiting.incident_id), waiting
+                ):
+                    continue
                 won = session.execute(
                     update(OutboxItem)
                     .where(

@@ -82,10 +82,12 @@ def _section(text: str) -> dict[str, Any]:
 
 def home_view(facts: HomeFacts) -> dict[str, Any]:
     """The Home tab view (``views.publish``)."""
+    shown = len(facts.incidents)
+    more = f"\n…and {shown - 20} older (`@rollbot status`)" if shown > 20 else ""
     incidents = (
         "\n".join(
             f"• {headline(i)} — <{thread_link(i.chat_channel, i.chat_thread)}|thread>"
-            for i in facts.incidents[:20]
+            for i in sorted(facts.incidents, key=lambda i: i.id, reverse=True)[:20]
         )
         or "No open incidents."
     )
@@ -104,7 +106,7 @@ def home_view(facts: HomeFacts) -> dict[str, Any]:
         "type": "home",
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": "rollbot"}},
-            _section(f"*Open incidents*\n{incidents}"),
+            _section(f"*Open incidents* (newest first)\n{incidents}{more}"),
             _section(f"*On call now:* {on_call}"),
             _section(f"*Last drill:* {drill}\n*Next drill due:* {due}"),
         ],

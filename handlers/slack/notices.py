@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from bot.errors import ProviderError
-from bot.models import Incident
+from bot.models import Incident, OutboxItem
 from bot.notify import Audience, Notice, Notifier
 from bot.outbox import Deliverer
 from bot.redact import redact
@@ -16,6 +17,7 @@ from handlers.slack.blocks import thread_link
 from handlers.slack.poster import SlackPoster
 
 log = logging.getLogger(__name__)
+THREAD_WAIT = timedelta(seconds=30)
 
 EMOJI = {
     "opened": ":rotating_light:",
@@ -65,9 +67,19 @@ def deliverer(runtime: Runtime, poster: SlackPoster, extra: list[Notifier]) -> D
         if incident.chat_channel and incident.chat_thread:
             poster.post(incident.chat_channel, text, thread_ts=incident.chat_thread)
 
+    def not_yet(incident: Incident, row: OutboxItem) -> bool:
+        """A Slack incident's notices wait (a little) for its thread, so they can link to it."""
+        young = bot.clock() - row.created_at < THREAD_WAIT
+        return incident.source.startswith("slack") and not incident.chat_message and young
+
     notifiers: list[Notifier] = [DevopsChannel(poster, runtime.settings.slack.devops_channel)]
     return Deliverer(
-        bot.store, [*notifiers, *extra], bot.clock, link_for=link_for, tell_thread=tell_thread
+        bot.store,
+        [*notifiers, *extra],
+        bot.clock,
+        link_for=link_for,
+        tell_thread=tell_thread,
+        not_yet=not_yet,
     )
 
 
