@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -138,6 +139,18 @@ class ApprovalsConfig(_Strict):
     development: ApprovalTierConfig = _default_approval_tiers()["development"]
     staging: ApprovalTierConfig = _default_approval_tiers()["staging"]
     production: ProductionApprovalConfig = ProductionApprovalConfig()
+    # Waiting for approval: a reminder to devops after this long, then on-call is paged.
+    remind_after_minutes: int = Field(15, ge=1)
+    page_after_minutes: int = Field(30, ge=1)
+
+    @field_validator("page_after_minutes")
+    @classmethod
+    def _page_after_reminder(cls, value: int, info: ValidationInfo) -> int:
+        # A field check (not a model one) so it is reported with the section's other problems.
+        remind = info.data.get("remind_after_minutes")
+        if remind is not None and value <= remind:
+            raise ValueError(f"must be more than remind_after_minutes ({remind})")
+        return value
 
     def for_tier(self, tier: Tier) -> ApprovalTierConfig:
         return getattr(self, tier)
@@ -184,6 +197,27 @@ class BusinessHoursConfig(_Strict):
             and WEEKDAYS[local.weekday()] in self.days
             and self.start <= local.time() < self.end
         )
+
+
+class RemindersConfig(_Strict):
+    """Reminders rollbot keeps as durable timers (``bot.timers``); cron lines are read in
+    the business-hours time zone."""
+
+    drill_cron: str = "0 10 1 1,4,7,10 *"  # the quarterly restore drill
+    runbook_review_cron: str = "0 10 15 1,4,7,10 *"
+    postmortem_after_days: int = Field(3, ge=1)
+    timer_sweep_seconds: float = Field(5.0, gt=0, le=300)
+
+    @field_validator("drill_cron", "runbook_review_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a crontab line (minute hour day month weekday): {exc}"
+            ) from None
+        return value
 
 
 class PagerDutyConfig(_Strict):
@@ -314,6 +348,7 @@ class Settings(BaseSettings):
     approvals: ApprovalsConfig = ApprovalsConfig()
     business_hours: BusinessHoursConfig = BusinessHoursConfig()
     pagerduty: PagerDutyConfig = PagerDutyConfig()
+    reminders: RemindersConfig = RemindersConfig()
     cli: CliConfig = CliConfig()
     environments: dict[EnvName, EnvironmentConfig] = Field(default_factory=dict)
     source: str = "embedded default"

@@ -21,6 +21,7 @@ ATTENTION: frozenset[NoticeKind] = frozenset(
 )
 ENDS: frozenset[NoticeKind] = frozenset({"resolved", "cancelled"})
 PAGED_ORDER: tuple[Audience, ...] = ("oncall", "cto")
+DEVOPS_ONLY: frozenset[NoticeKind] = frozenset({"done", "reminder"})  # never paged
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,15 @@ def notices_for(
     *,
     can_page: Collection[Audience],
     paged: Collection[Audience],
+    force_page: bool = False,
 ) -> list[Notice]:
     """The notices for ``event``. ``can_page``: audiences with a routing key configured;
-    ``paged``: audiences already paged for this incident (an end resolves exactly those)."""
+    ``paged``: audiences already paged for this incident (an end resolves exactly those);
+    ``force_page``: page on-call even in business hours (nobody answered the devops channel)."""
     in_hours = settings.business_hours.is_open(now)
     wanted = pagers_for(event.tier, now, settings) if event.kind in ATTENTION else ()
+    if force_page and event.kind in ATTENTION and "oncall" not in wanted:
+        wanted = ("oncall", *wanted)
     pages = [a for a in wanted if a in can_page]
     unpaged = [a for a in wanted if a not in can_page]
     summary = event.summary

@@ -238,3 +238,26 @@ class OutboxItem(Base):
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
     given_up_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Timer(Base):
+    """Something rollbot must do at a time (remind, page, nag), kept as a row so it survives
+    restarts; any process fires it, exactly once (``bot.timers``).
+
+    ``state``: "pending" until settled; then "fired", "superseded" (a newer timer of the same
+    incident and kind replaced it) or "skipped" (its condition no longer held). ``fired_at``
+    and ``fired_by`` say when and by which process it was settled, ``outcome`` what it did.
+    """
+
+    __tablename__ = "timers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    fired_at: Mapped[datetime | None]
+    fired_by: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str | None] = mapped_column(Text)

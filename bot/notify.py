@@ -23,6 +23,7 @@ NoticeKind = Literal[
     "acknowledged",
     "resolved",
     "cancelled",
+    "reminder",  # a nudge (e.g. the post-mortem is due): the devops channel only
 ]
 # Who: the devops channel (business hours), on-call through PagerDuty (after hours), and
 # the CTO's escalation (production, after hours).

@@ -53,8 +53,11 @@ def queue(
     now: datetime,
     settings: Settings,
     can_page: Collection[Audience] | None = None,
+    *,
+    force_page: bool = False,
 ) -> list[OutboxItem]:
-    """Record the notices ``event`` means, in the caller's transaction."""
+    """Record the notices ``event`` means, in the caller's transaction; ``force_page``
+    pages on-call whatever the hour (an approval nobody gave)."""
     if incident.source in QUIET_SOURCES:
         return []
     paged = set(
@@ -76,7 +79,9 @@ def queue(
             created_at=now,
             due_at=now,
         )
-        for n in notices_for(event, now, settings, can_page=pageable, paged=paged)
+        for n in notices_for(
+            event, now, settings, can_page=pageable, paged=paged, force_page=force_page
+        )
     ]
     session.add_all(rows)
     return rows

@@ -21,7 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from bot import authz, auto_ticks, outbox
+from bot import authz, auto_ticks, outbox, timers
 from bot.approval import ApprovalPolicy, GroupDirectory, NoGroups
 from bot.audit import AuditTrail
 from bot.authz import Action, Standing
@@ -315,6 +315,7 @@ class Rollbot:
         kind = STATE_NOTICES.get(target)
         if kind is not None:
             self._announce(session, incident, kind, f"{incident.ref} {message}")
+        timers.on_transition(session, self, incident, target)
 
     def _announce(self, session: Session, incident: Incident, kind: NoticeKind, text: str) -> None:
         """Queue what people outside the thread are told, in this transaction (the outbox)."""

@@ -28,6 +28,7 @@ EMOJI = {
     "acknowledged": ":eyes:",
     "resolved": ":white_check_mark:",
     "cancelled": ":no_entry_sign:",
+    "reminder": ":alarm_clock:",
 }
 
 

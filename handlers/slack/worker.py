@@ -39,6 +39,7 @@ from handlers.slack.flows import IncidentFlows
 from handlers.slack.jobs import NotYetPostedError, SlackJobs
 from handlers.slack.notices import deliver_until, deliverer
 from handlers.slack.poster import SlackPoster
+from handlers.timers import start_timer_sweep
 
 log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = 5.0
@@ -95,6 +96,7 @@ class Worker:
         threading.Thread(
             target=deliver_until, args=(stop, self.deliverer), name="rollbot-notices", daemon=True
         ).start()
+        timers = start_timer_sweep(self.runtime)  # reminders, pages, cron: exactly once
         next_scan = time.monotonic() + self.scan_seconds
         while not stop.is_set():
             if self.heartbeat is not None:
@@ -117,6 +119,7 @@ class Worker:
                 stop.wait(self.poll_seconds)
                 continue
             self.pool.submit(self._handle, item, 1)
+        timers.shutdown(wait=False)
         self.pool.shutdown(wait=True)
 
     def _claim(self) -> InboxItem | None:
