@@ -185,3 +185,18 @@ def test_a_valid_section_becomes_the_provider_s_model(tmp_path: Path) -> None:
     env = load_settings(path).environment("staging")
     assert isinstance(env.section, NeonConfig) and env.section.project_id == "p-1"
     assert env.secret_env_vars() == ["DATABASE_URL_STAGING", "STAGING_NEON_KEY"]
+
+
+def test_check_config_says_when_nobody_would_be_paged(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAGERDUTY_ROUTING_KEY", raising=False)
+    monkeypatch.delenv("PAGERDUTY_CTO_ROUTING_KEY", raising=False)
+    assert main(["check-config", str(REPO / "rollbot.example.toml")]) == 0
+    assert (
+        "after hours: NOBODY is paged ($PAGERDUTY_ROUTING_KEY is not set)"
+        in capsys.readouterr().out
+    )
+    monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", "0a1b2c3d4e5f60718293a4b5c6d7e8f9")
+    assert main(["check-config", str(REPO / "rollbot.example.toml")]) == 0
+    assert "after hours: on-call via $PAGERDUTY_ROUTING_KEY" in capsys.readouterr().out

@@ -42,9 +42,30 @@ def run(args: argparse.Namespace) -> int:
         f"{settings.business_hours.start:%H:%M}-{settings.business_hours.end:%H:%M} "
         f"{settings.business_hours.timezone}"
     )
+    print(f"  after hours: {paging_line(settings)}")
     for name in missing:
         print(f"  note: {name} is not set in this shell")
     return 0
+
+
+def paging_line(settings: Settings) -> str:
+    """Who is paged after hours, said plainly: a missing routing key means nobody is."""
+    from bot.outbox import paging_audiences
+
+    pd = settings.pagerduty
+    can = paging_audiences(settings)
+    parts = [
+        f"on-call via ${pd.routing_key_env}"
+        if "oncall" in can
+        else f"NOBODY is paged (${pd.routing_key_env or 'routing_key_env'} is not set)",
+    ]
+    if "cto" in can:
+        parts.append(f"CTO for production via ${pd.cto_routing_key_env}")
+    else:
+        parts.append(
+            f"no CTO escalation (${pd.cto_routing_key_env or 'cto_routing_key_env'} is not set)"
+        )
+    return "; ".join(parts)
 
 
 def tier_lines(settings: Settings) -> list[str]:
