@@ -147,34 +147,34 @@ class Deliverer:
         return sent
 
     def _claim(self) -> tuple[OutboxItem, Incident] | None:
+        """Look with a read first (an idle deliverer never takes SQLite's write lock), then
+        claim the first ready row by compare-and-set."""
         now = self.clock()
         stale = now - timedelta(seconds=CLAIM_SECONDS)
-        with self.store.session() as session:
-            candidates = session.scalars(
-                select(OutboxItem.id)
+        unclaimed = or_(OutboxItem.claimed_at.is_(None), OutboxItem.claimed_at < stale)
+        with self.store.read() as session:
+            rows = session.scalars(
+                select(OutboxItem)
                 .where(
                     OutboxItem.sent_at.is_(None),
                     OutboxItem.given_up_at.is_(None),
                     OutboxItem.audience.in_(list(self.by_audience)),
                     OutboxItem.due_at <= now,
-                    or_(OutboxItem.claimed_at.is_(None), OutboxItem.claimed_at < stale),
+                    unclaimed,
                 )
                 .order_by(OutboxItem.id)
                 .limit(20)
             ).all()
-            for row_id in candidates:
-                waiting = session.get(OutboxItem, row_id)
-                if waiting is None or self.not_yet(
-                    session.get(Incident, waiting.incident_id), waiting
-                ):
-                    continue
+            ready = [
+                r.id for r in rows if not self.not_yet(session.get(Incident, r.incident_id), r)
+            ]
+        if not ready:
+            return None
+        with self.store.session() as session:
+            for row_id in ready:
                 won = session.execute(
                     update(OutboxItem)
-                    .where(
-                        OutboxItem.id == row_id,
-                        OutboxItem.sent_at.is_(None),
-                        or_(OutboxItem.claimed_at.is_(None), OutboxItem.claimed_at < stale),
-                    )
+                    .where(OutboxItem.id == row_id, OutboxItem.sent_at.is_(None), unclaimed)
                     .values(claimed_by=self.worker_id, claimed_at=now)
                 ).rowcount
                 if won:
