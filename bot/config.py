@@ -13,7 +13,7 @@ import re
 import tomllib
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -243,6 +243,104 @@ class CommandsConfig(_Strict):
     timeout_seconds: int = Field(900, ge=1)
 
 
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+
+
+class ChecksConfig(_Strict):
+    """``[environments.NAME.checks]``: what rollbot checks after a rollback (the runbook's
+    "run smoke tests, monitor error rates"). Cross-field rules are field checks, so
+    ``check-config`` reports each with the section's other problems, in one pass."""
+
+    health_urls: tuple[HttpUrlText, ...] = ()  # each must answer 2xx within timeout_seconds
+    health_expect: str | None = None  # ... and, when set, its body must contain this text
+    smoke_command: str | None = None  # the team's smoke tests, run like [commands]
+    prometheus_url: HttpUrlText | None = None
+    error_rate_query: str | None = Field(None, validate_default=True)
+    error_rate_url: HttpUrlText | None = None  # a JSON endpoint, read at error_rate_field
+    error_rate_field: str = "error_rate"
+    error_rate_threshold: float = Field(0.05, ge=0)
+    watch_minutes: int = Field(30, ge=1)
+    every_minutes: int = Field(5, ge=1)
+    timeout_seconds: float = Field(10, gt=0)
+
+    @field_validator("error_rate_query")
+    @classmethod
+    def _query_with_prometheus(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "prometheus_url" not in info.data:
+            return value  # a bad prometheus_url is reported on its own
+        prometheus = info.data["prometheus_url"]
+        if value and not prometheus:
+            raise ValueError("needs prometheus_url (the Prometheus server to ask)")
+        if prometheus and not value:
+            raise ValueError("prometheus_url is set: give the PromQL query to run there")
+        return value
+
+    @field_validator("error_rate_url")
+    @classmethod
+    def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("prometheus_url"):
+            raise ValueError("set either prometheus_url (with error_rate_query) or this, not both")
+        return value
+
+    @field_validator("error_rate_field")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", value):
+            raise ValueError(f"{value!r} is not a dotted field path like data.error_rate")
+        return value
+
+    @field_validator("every_minutes")
+    @classmethod
+    def _within_watch(cls, value: int, info: ValidationInfo) -> int:
+        watch = info.data.get("watch_minutes")
+        if watch is not None and value > watch:
+            raise ValueError(f"must not exceed watch_minutes ({watch})")
+        return value
+
+    def has_error_rate_source(self) -> bool:
+        return bool(self.error_rate_query or self.error_rate_url)
+
+    def any_configured(self) -> bool:
+        """Whether there is anything to check after a rollback."""
+        return bool(self.health_urls or self.smoke_command or self.has_error_rate_source())
+
+
+class PitrConfig(_Strict):
+    """``[environments.NAME.pitr]``: real point-in-time restore from archived WAL, by a tool a
+    provider registered (``PitrConfig.tools``). The restored cluster goes to
+    ``restore_directory`` on ``restore_port`` (a free port when unset); the switch then swaps
+    it in for ``data_directory`` on this host, or runs ``repoint_command`` (which gets the new
+    URL in ``$ROLLBOT_NEW_DATABASE_URL``, never on its command line)."""
+
+    tools: ClassVar[set[str]] = set()
+    tool: str
+    stanza: str
+    config_path: Path = Path("/etc/pgbackrest/pgbackrest.conf")
+    data_directory: Path
+    restore_directory: Path | None = None
+    restore_port: int | None = Field(None, ge=1, le=65535)
+    restore_host: str = "127.0.0.1"
+    repoint_command: str | None = None
+    os_user: str = "postgres"
+    bindir: Path | None = None
+    archive_lag_seconds: int = Field(300, ge=1)
+
+    @field_validator("tool")
+    @classmethod
+    def _known_tool(cls, value: str) -> str:
+        if value not in cls.tools:
+            known = ", ".join(sorted(cls.tools)) or "none"
+            raise ValueError(f"unknown PITR tool {value!r}; this rollbot build has: {known}")
+        return value
+
+
 # A provider's own settings live with the provider (``providers/<name>/config.py``) and are
 # registered by the composition root before the file is loaded: the core names none.
 _PROVIDER_SECTIONS: dict[str, type[BaseModel] | None] = {}
@@ -275,7 +373,9 @@ class EnvironmentConfig(_Strict):
     migrations_dir: Path | None = None
     migrations_table: str = "drizzle.__drizzle_migrations"
     smoke_queries: tuple[str, ...] = ()
+    checks: ChecksConfig = ChecksConfig()
     commands: CommandsConfig = CommandsConfig()
+    pitr: PitrConfig | None = None
     # The provider's own section, validated by the model it registered (see above).
     section: Any = Field(None, validate_default=True)
 

@@ -83,4 +83,9 @@ def plan_steps(
             f"environment {env.name!r} has no app_rollback command configured "
             f'([environments.{env.name}.commands] app_rollback = "...")'
         )
-    return provider_for(env).steps_for(method_id, env, options or {})
+    steps = list(provider_for(env).steps_for(method_id, env, options or {}))
+    # The runbook's "after a rollback: run smoke tests, monitor error rates", on any platform.
+    rollbacks = ("pitr", "pg_dump_restore", "neon_branch", "app_rollback", "forward_fix")
+    if method_id in (*rollbacks, "undo_restore") and env.checks.any_configured():
+        steps.append(StepSpec("checks.post_rollback", "Smoke checks and the error-rate watch"))
+    return steps

@@ -24,10 +24,12 @@ NoticeKind = Literal[
     "resolved",
     "cancelled",
     "reminder",  # a nudge (e.g. the post-mortem is due): the devops channel only
+    "check_result",  # a post-rollback check's reading: the incident's own thread only
 ]
-# Who: the devops channel (business hours), on-call through PagerDuty (after hours), and
-# the CTO's escalation (production, after hours).
-Audience = Literal["devops", "oncall", "cto"]
+# Who: the devops channel (business hours), on-call through PagerDuty (after hours), the
+# CTO's escalation (production, after hours), and the incident's own thread (results that
+# arrive after its card stopped changing, e.g. the error-rate watch's readings).
+Audience = Literal["devops", "oncall", "cto", "thread"]
 
 
 @dataclass(frozen=True)

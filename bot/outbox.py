@@ -18,14 +18,15 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
-from bot.escalation import ENDS, Event, notices_for
+from bot.escalation import ENDS, PAGED_ORDER, Event, notices_for
 from bot.models import Incident, OutboxItem
-from bot.notify import Audience, Notice, Notifier
+from bot.notify import Audience, Notice, NoticeKind, Notifier
 from bot.redact import redact
 from bot.store import Store
 
@@ -46,6 +47,58 @@ def paging_audiences(settings: Settings) -> set[Audience]:
     return {a for a, env in keys.items() if env and os.environ.get(env)}
 
 
+def event_for(
+    incident: Incident, kind: NoticeKind, text: str, extra: dict[str, Any] | None = None
+) -> Event:
+    """The event ``kind`` of ``incident``, its text redacted and cut to one notice line."""
+    details = {
+        "environment": incident.environment,
+        "tier": incident.tier,
+        "method": incident.method,
+        "requester": incident.requester,
+        "state": incident.state,
+        **(extra or {}),
+    }
+    return Event(
+        kind,
+        incident.id,
+        incident.ref,
+        incident.environment,
+        incident.tier,
+        redact(text)[:500],
+        details,
+    )
+
+
+def queue_thread(session: Session, incident: Incident, text: str, now: datetime) -> None:
+    """A line for the incident's own thread, sent after this transaction commits (a timer's
+    result, when no card of the incident is being updated)."""
+    if incident.source in QUIET_SOURCES:
+        return
+    event = event_for(incident, "check_result", text)
+    notice = Notice(
+        kind="check_result",
+        audience="thread",
+        incident_id=incident.id,
+        ref=incident.ref,
+        environment=incident.environment or "",
+        tier=incident.tier or "",
+        summary=event.summary,
+        key=f"rollbot/{incident.ref}/thread",
+        details=event.details,
+    )
+    session.add(
+        OutboxItem(
+            incident_id=incident.id,
+            kind=notice.kind,
+            audience=notice.audience,
+            notice=asdict(notice),
+            created_at=now,
+            due_at=now,
+        )
+    )
+
+
 def queue(
     session: Session,
     incident: Incident,
@@ -64,7 +117,7 @@ def queue(
         session.scalars(
             select(OutboxItem.audience).where(
                 OutboxItem.incident_id == incident.id,
-                OutboxItem.audience != "devops",
+                OutboxItem.audience.in_(PAGED_ORDER),
                 OutboxItem.kind.in_(("opened", "approval_waiting", "step_failed", "check_failed")),
             )
         )
@@ -92,7 +145,7 @@ def page_states_in(session: Session, incident_id: int) -> dict[str, str]:
     are left out): the newest paging notice of each audience decides."""
     rows = session.execute(
         select(OutboxItem.audience, OutboxItem.kind)
-        .where(OutboxItem.incident_id == incident_id, OutboxItem.audience != "devops")
+        .where(OutboxItem.incident_id == incident_id, OutboxItem.audience.in_(PAGED_ORDER))
         .order_by(OutboxItem.id)
     ).all()
     latest: dict[str, str] = {}

@@ -27,7 +27,6 @@ from bot.audit import AuditTrail
 from bot.authz import Action, Standing
 from bot.config import EnvironmentConfig, Settings, Tier
 from bot.errors import DuplicateRequestError, NotFoundError, RollbotError
-from bot.escalation import Event
 from bot.lifecycle import (
     OPEN_STATES,
     STEP_DONE,
@@ -50,7 +49,7 @@ from bot.models import (
     utcnow,
 )
 from bot.notify import NoticeKind
-from bot.redact import redact, register_secret, scrub_user_text
+from bot.redact import register_secret, scrub_user_text
 from bot.request_context import current_request, decision_time
 from bot.restore_choice import restore_options
 from bot.runbook import RUNBOOK, Choice
@@ -319,22 +318,7 @@ class Rollbot:
 
     def _announce(self, session: Session, incident: Incident, kind: NoticeKind, text: str) -> None:
         """Queue what people outside the thread are told, in this transaction (the outbox)."""
-        details = {
-            "environment": incident.environment,
-            "tier": incident.tier,
-            "method": incident.method,
-            "requester": incident.requester,
-            "state": incident.state,
-        }
-        event = Event(
-            kind,
-            incident.id,
-            incident.ref,
-            incident.environment,
-            incident.tier,
-            redact(text)[:500],
-            details,
-        )
+        event = outbox.event_for(incident, kind, text)
         outbox.queue(session, incident, event, self.clock(), self.settings)
 
     def _result(self, ref: int | str) -> Incident:

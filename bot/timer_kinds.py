@@ -25,11 +25,9 @@ from sqlalchemy.orm import Session
 
 from bot import outbox
 from bot.config import Settings
-from bot.escalation import Event
+from bot.escalation import PAGED_ORDER
 from bot.lifecycle import State, in_words
 from bot.models import Incident, Timer
-from bot.notify import NoticeKind
-from bot.redact import redact
 from bot.timers import (
     PENDING,
     Handler,
@@ -141,7 +139,9 @@ def approval_reminder(
     incident = _still_waiting(bot, incident, timer, now)
     since, waited = _waited(timer, now)
     text = f"{incident.ref} still waits for approval after {waited} min{late_note(timer, now)}"
-    outbox.queue(session, incident, _event(incident, "approval_waiting", text), now, bot.settings)
+    outbox.queue(
+        session, incident, outbox.event_for(incident, "approval_waiting", text), now, bot.settings
+    )
     page_at = since + timedelta(minutes=bot.settings.approvals.page_after_minutes)
     schedule(
         session, APPROVAL_PAGE, page_at, incident_id=incident.id, payload=timer.payload, now=now
@@ -158,9 +158,9 @@ def approval_page(
         f"{incident.ref} still waits for approval after {waited} min: paging on-call"
         f"{late_note(timer, now)}"
     )
-    event = _event(incident, "approval_waiting", text)
+    event = outbox.event_for(incident, "approval_waiting", text)
     rows = outbox.queue(session, incident, event, now, bot.settings, force_page=True)
-    paged = [r.audience for r in rows if r.audience != "devops"]
+    paged = [r.audience for r in rows if r.audience in PAGED_ORDER]
     return f"paged {', '.join(paged)}" if paged else "no PagerDuty routing key: told devops only"
 
 
@@ -175,7 +175,7 @@ def postmortem_reminder(
     outbox.queue(
         session,
         incident,
-        _event(incident, "reminder", text + late_note(timer, now)),
+        outbox.event_for(incident, "reminder", text + late_note(timer, now)),
         now,
         bot.settings,
     )
@@ -204,25 +204,6 @@ def _cron_handler(kind: str, field: str, words: str) -> Handler:
 
 
 # ----------------------------------------------------------------- notices
-def _event(incident: Incident, kind: NoticeKind, text: str) -> Event:
-    details = {
-        "environment": incident.environment,
-        "tier": incident.tier,
-        "method": incident.method,
-        "requester": incident.requester,
-        "state": incident.state,
-    }
-    return Event(
-        kind,
-        incident.id,
-        incident.ref,
-        incident.environment,
-        incident.tier,
-        redact(text)[:500],
-        details,
-    )
-
-
 register_timer_kind(APPROVAL_REMINDER, approval_reminder)
 register_timer_kind(APPROVAL_PAGE, approval_page)
 register_timer_kind(POSTMORTEM_REMINDER, postmortem_reminder)

@@ -1,6 +1,8 @@
 """Registers every provider's step kinds and planners with the core (imported by the
 composition root, ``handlers.runtime.register_provider_steps``)."""
 
+import providers.checks.steps
+import providers.checks.watch
 import providers.drizzle.steps
 import providers.neon.pitr
 import providers.neon.steps

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from bot.errors import ProviderError
@@ -29,6 +30,7 @@ EMOJI = {
     "resolved": ":white_check_mark:",
     "cancelled": ":no_entry_sign:",
     "reminder": ":alarm_clock:",
+    "check_result": ":chart_with_upwards_trend:",
 }
 
 
@@ -55,8 +57,32 @@ class DevopsChannel:
             raise ProviderError(f"Slack did not take the notice for {self.channel}")
 
 
+class IncidentThread:
+    """``bot.notify.Notifier`` for the incident's own thread (results after its card)."""
+
+    audiences: tuple[Audience, ...] = ("thread",)
+
+    def __init__(self, poster: SlackPoster, place: Callable[[int], tuple[str, str] | None]):
+        self.poster = poster
+        self.place = place  # incident id -> (channel, thread ts), None without a thread
+
+    def deliver(self, notice: Notice) -> None:
+        where = self.place(notice.incident_id)
+        if where is None:
+            return  # a CLI incident has no thread: its audit trail holds the line
+        text = f"{EMOJI.get(notice.kind, '')} {notice.summary}".strip()
+        if self.poster.post(where[0], text, thread_ts=where[1]) is None:
+            raise ProviderError(f"Slack did not take the line for {notice.ref}'s thread")
+
+
 def deliverer(runtime: Runtime, poster: SlackPoster, extra: list[Notifier]) -> Deliverer:
     bot = runtime.bot
+
+    def place(incident_id: int) -> tuple[str, str] | None:
+        incident = bot.get(incident_id)
+        if incident.chat_channel and incident.chat_thread:
+            return incident.chat_channel, incident.chat_thread
+        return None
 
     def link_for(incident: Incident) -> str | None:
         if not incident.chat_thread:
@@ -64,16 +90,19 @@ def deliverer(runtime: Runtime, poster: SlackPoster, extra: list[Notifier]) -> D
         return thread_link(incident.chat_channel, incident.chat_thread)
 
     def tell_thread(incident_id: int, text: str) -> None:
-        incident = bot.get(incident_id)
-        if incident.chat_channel and incident.chat_thread:
-            poster.post(incident.chat_channel, text, thread_ts=incident.chat_thread)
+        where = place(incident_id)
+        if where is not None:
+            poster.post(where[0], text, thread_ts=where[1])
 
     def not_yet(incident: Incident, row: OutboxItem) -> bool:
         """A Slack incident's notices wait (a little) for its thread, so they can link to it."""
         young = bot.clock() - row.created_at < THREAD_WAIT
         return incident.source.startswith("slack") and not incident.chat_message and young
 
-    notifiers: list[Notifier] = [DevopsChannel(poster, runtime.settings.slack.devops_channel)]
+    notifiers: list[Notifier] = [
+        DevopsChannel(poster, runtime.settings.slack.devops_channel),
+        IncidentThread(poster, place),
+    ]
     return Deliverer(
         bot.store,
         [*notifiers, *extra],

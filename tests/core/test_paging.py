@@ -177,3 +177,41 @@ def test_acknowledging_stops_the_paging_and_is_refused_without_a_page(
     assert admin_bot.paging(incident.id) == {"oncall": "acknowledged", "cto": "acknowledged"}
     with pytest.raises(RollbotError, match="no open page to acknowledge"):
         admin_bot.acknowledge_page(incident.id, "alice")
+
+
+@dataclass
+class Threads:
+    """A poster that keeps what each thread was sent."""
+
+    posts: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+    def post(self, channel: str, text: str, thread_ts: str | None = None) -> dict[str, Any]:
+        self.posts.append((channel, text, thread_ts))
+        return {"ok": True}
+
+
+def test_a_thread_line_goes_to_the_incident_thread_and_never_pages(
+    admin_bot: Rollbot, clock: Clock, pd: PagerDutyApiServer, pager: PagerDutyNotifier
+) -> None:
+    from bot import outbox
+    from bot.models import Incident
+    from handlers.slack.notices import IncidentThread
+
+    incident = admin_bot.open_incident("alice", "orders corrupted", environment="production")
+    with admin_bot.store.session() as session:
+        row = session.get(Incident, incident.id)
+        row.chat_channel, row.chat_thread = "C0INC", "1700000000.000100"
+        outbox.queue_thread(session, row, "error-rate reading 1: 0.01 token=xoxb-1-2-abc", clock())
+    threads = Threads()
+    place = {incident.id: ("C0INC", "1700000000.000100")}.get
+    thread = IncidentThread(threads, place)  # type: ignore[arg-type]
+    Deliverer(admin_bot.store, [thread, pager], clock).deliver_due()
+    (post,) = threads.posts
+    assert post[0] == "C0INC" and post[2] == "1700000000.000100"
+    assert "error-rate reading 1: 0.01" in post[1] and "xoxb-1-2-abc" not in post[1]
+    # Only the incident's opening paged (after hours, production): the line paged nobody.
+    assert len(pd.opened_alerts) == 2
+    assert outbox.page_states(admin_bot.store, incident.id) == {
+        "oncall": "triggered",
+        "cto": "triggered",
+    }
