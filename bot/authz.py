@@ -33,6 +33,7 @@ class Action(StrEnum):
     RETRY_STEP = "retry an interrupted step"
     SKIP_STEP = "skip an interrupted step"
     ABANDON_STEP = "abandon an interrupted step"
+    CONFIRM_STEP = "mark a person's step done"
     TICK = "tick a checklist item"
     ROOT_CAUSE = "record the root cause"
     CANCEL = "cancel"
@@ -58,6 +59,8 @@ REQUIRED_ROLES: dict[Action, frozenset[Role]] = {
     Action.RETRY_STEP: _DRIVERS,
     Action.SKIP_STEP: _DRIVERS,
     Action.ABANDON_STEP: _ON_THE_INCIDENT,
+    # Whoever did the work (updated DATABASE_URL, redeployed) may be any participant.
+    Action.CONFIRM_STEP: _ON_THE_INCIDENT,
     Action.TICK: _ON_THE_INCIDENT,
     Action.ROOT_CAUSE: _ON_THE_INCIDENT,
     Action.CANCEL: _ON_THE_INCIDENT,

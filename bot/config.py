@@ -312,6 +312,78 @@ class ChecksConfig(_Strict):
         return bool(self.health_urls or self.smoke_command or self.has_error_rate_source())
 
 
+# What a webhook body may name; the repoint's new connection string only in its own body.
+WEBHOOK_FIELDS = ("incident", "environment", "tier", "requester", "method")
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+def _placeholders(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(_PLACEHOLDER.findall(value))
+    if isinstance(value, dict):
+        return set().union(*(_placeholders(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_placeholders(v) for v in value))
+    return set()
+
+
+class WebhookConfig(_Strict):
+    """An HTTP call to the team's deploy system. Header values are named by environment
+    variable (they are usually tokens), never written in the file. Strings in ``body`` may
+    hold ``{incident}``, ``{environment}``, ``{tier}``, ``{requester}`` and ``{method}`` (the
+    repoint webhook also ``{new_database_url}``)."""
+
+    url: HttpUrlText
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers_env: dict[str, EnvVarName] = {}
+    body: dict[str, Any] = {}
+    timeout_seconds: float = Field(60, gt=0, le=3600)
+
+    def fields(self) -> set[str]:
+        return _placeholders(self.body)
+
+    def secret_env_vars(self) -> list[str]:
+        return list(self.headers_env.values())
+
+
+class DeployConfig(_Strict):
+    """``[environments.NAME.deploy]``: how rollbot rolls the app back by webhook (the command
+    is ``[commands] app_rollback``), and how it points the app at a restored database: a
+    command that gets the new URL in ``$ROLLBOT_NEW_DATABASE_URL``, a webhook, or neither
+    (a person does it and says so on the card)."""
+
+    app_rollback_webhook: WebhookConfig | None = None
+    repoint_command: str | None = None
+    repoint_webhook: WebhookConfig | None = None
+
+    @field_validator("app_rollback_webhook")
+    @classmethod
+    def _app_fields(cls, value: WebhookConfig | None) -> WebhookConfig | None:
+        unknown = sorted(value.fields() - set(WEBHOOK_FIELDS)) if value else []
+        if unknown:
+            raise ValueError(f"body names {unknown}; it may name {list(WEBHOOK_FIELDS)}")
+        return value
+
+    @field_validator("repoint_webhook")
+    @classmethod
+    def _repoint_fields(
+        cls, value: WebhookConfig | None, info: ValidationInfo
+    ) -> WebhookConfig | None:
+        if value and info.data.get("repoint_command"):
+            raise ValueError("set either repoint_command or repoint_webhook, not both")
+        allowed = {*WEBHOOK_FIELDS, "new_database_url"}
+        unknown = sorted(value.fields() - allowed) if value else []
+        if unknown:
+            raise ValueError(f"body names {unknown}; it may name {sorted(allowed)}")
+        if value and "new_database_url" not in value.fields():
+            raise ValueError("its body must carry {new_database_url} (the restored database)")
+        return value
+
+    def secret_env_vars(self) -> list[str]:
+        hooks = (self.app_rollback_webhook, self.repoint_webhook)
+        return [name for hook in hooks if hook for name in hook.secret_env_vars()]
+
+
 class PitrConfig(_Strict):
     """``[environments.NAME.pitr]``: real point-in-time restore from archived WAL, by a tool a
     provider registered (``PitrConfig.tools``). The restored cluster goes to
@@ -374,6 +446,7 @@ class EnvironmentConfig(_Strict):
     migrations_table: str = "drizzle.__drizzle_migrations"
     smoke_queries: tuple[str, ...] = ()
     checks: ChecksConfig = ChecksConfig()
+    deploy: DeployConfig = DeployConfig()
     commands: CommandsConfig = CommandsConfig()
     pitr: PitrConfig | None = None
     # The provider's own section, validated by the model it registered (see above).
@@ -430,9 +503,14 @@ class EnvironmentConfig(_Strict):
         return value
 
     def secret_env_vars(self) -> list[str]:
-        """The database URL's variable and those the provider's section names as secret."""
+        """The database URL's variable, the deploy webhooks' header variables and those the
+        provider's section names as secret."""
         from_section = getattr(self.section, "secret_env_vars", None)
-        return [self.database_url_env, *(from_section() if from_section else ())]
+        return [
+            self.database_url_env,
+            *self.deploy.secret_env_vars(),
+            *(from_section() if from_section else ()),
+        ]
 
 
 class Settings(BaseSettings):

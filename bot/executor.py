@@ -370,6 +370,9 @@ class Executor:
             row = session.get(Step, step.id)
             assert row is not None
             incident = self.bot._load(session, step.incident_id, lock=True)
+            if result.ok and result.waits_for_person:
+                self._wait_for_person(session, incident, row, result)
+                return
             row.status = (StepStatus.SUCCEEDED if result.ok else StepStatus.FAILED).value
             row.finished_at = self.bot.clock()
             row.result = result.stored()
@@ -407,6 +410,22 @@ class Executor:
                     "verify",
                     "all steps done; verify and tick the after-rollback checklist",
                 )
+
+    def _wait_for_person(
+        self, session: Session, incident: Incident, row: Step, result: StepResult
+    ) -> None:
+        """The step's work is a person's: it waits, the incident still running, until someone
+        marks it done (``Rollbot.decide_step``); nothing after it runs before."""
+        row.status = StepStatus.WAITING.value
+        row.result = {**result.stored(), "instructions": result.waits_for_person}
+        self.bot.audit.record(
+            session,
+            actor="rollbot",
+            kind="step",
+            message=f"{incident.ref} step {row.seq} waits for a person: {row.title}",
+            incident_id=incident.id,
+            data={"step_id": row.id},
+        )
 
     def run_incident(self, ref: int | str, sink: ProgressSink | None = None) -> Incident:
         """Run queued steps in order until done, a failure, or a step that needs a person."""

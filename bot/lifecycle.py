@@ -79,6 +79,7 @@ class StepStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # found running after a crash: a person decides
+    WAITING = "waiting"  # a person does it outside rollbot, then says it is done
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
 

@@ -9,12 +9,14 @@ the steps' declared results.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.config import EnvironmentConfig, register_provider_section
 from bot.errors import RollbotError
 from bot.runbook import RUNBOOK
+from bot.steps import DatabaseTarget
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class Provider(Protocol):
         """The steps; RollbotError (saying why, and what else to use) when it cannot run."""
         ...
 
+    # Optional, for providers whose steps move the database (a new branch or instance):
+    # ``connection_url(env, target: DatabaseTarget) -> str``, used by ``target_url``.
+
 
 _PROVIDERS: dict[str, Provider] = {}
 
@@ -46,6 +51,24 @@ def register_provider(provider: Provider) -> Provider:
     _PROVIDERS[provider.name] = provider
     register_provider_section(provider.name, provider.config_model)
     return provider
+
+
+def target_url(env: EnvironmentConfig, target: DatabaseTarget) -> str:
+    """The connection string of where a step said the database now lives, credentials
+    included (for a verify, or the repoint's environment variable: never for display).
+    A provider that moves databases implements ``connection_url(env, target)``."""
+    if target.url_env:
+        url = os.environ.get(target.url_env)
+        if not url:
+            raise RollbotError(f"${target.url_env} (the URL of {target.label}) is not set")
+        return url
+    connection_url = getattr(provider_for(env), "connection_url", None)
+    if connection_url is None:
+        raise RollbotError(
+            f"provider {env.provider!r} cannot say how to connect to {target.label}; "
+            "point the app at it by hand"
+        )
+    return connection_url(env, target)
 
 
 def provider_for(env: EnvironmentConfig) -> Provider:
@@ -78,10 +101,13 @@ def plan_steps(
         RUNBOOK.method(method_id)  # unknown method -> NotFoundError
     if method_id == "dev_reset" and env.tier != "development":
         raise RollbotError(f"development reset is refused for {env.name!r}: its tier is {env.tier}")
-    if method_id == "app_rollback" and not env.commands.app_rollback:
+    if method_id == "app_rollback" and not (
+        env.commands.app_rollback or env.deploy.app_rollback_webhook
+    ):
         raise RollbotError(
-            f"environment {env.name!r} has no app_rollback command configured "
-            f'([environments.{env.name}.commands] app_rollback = "...")'
+            f"environment {env.name!r} has no app rollback configured: a command "
+            f'([environments.{env.name}.commands] app_rollback = "...") or a webhook '
+            f"([environments.{env.name}.deploy.app_rollback_webhook])"
         )
     steps = list(provider_for(env).steps_for(method_id, env, options or {}))
     # The runbook's "after a rollback: run smoke tests, monitor error rates", on any platform.

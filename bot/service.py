@@ -105,6 +105,12 @@ DECISIONS = {
     "retry": Action.RETRY_STEP,
     "skip": Action.SKIP_STEP,
     "abandon": Action.ABANDON_STEP,
+    "done": Action.CONFIRM_STEP,
+}
+# Which decisions a step in each status takes.
+DECIDABLE = {
+    StepStatus.INTERRUPTED.value: ("retry", "skip", "abandon"),
+    StepStatus.WAITING.value: ("done", "abandon"),
 }
 
 
@@ -1016,28 +1022,31 @@ class Rollbot:
             incident.chat_channel, incident.chat_thread = channel, thread
             incident.chat_message = message or incident.chat_message
 
-    def decide_interrupted(
-        self, ref: int | str, step_id: int, actor: str, decision: str
-    ) -> Incident:
-        """A person decides what happens to a step a crash interrupted: retry, skip or abandon.
+    def decide_step(self, ref: int | str, step_id: int, actor: str, decision: str) -> Incident:
+        """A person decides about a step: one a crash interrupted (retry, skip or abandon) or
+        one that waits for them (done, abandon).
 
         Retrying a destructive step is a new decision to run it: the earlier approvals
         do not carry over, the incident waits for a fresh approval of the re-run.
         """
         action = DECISIONS.get(decision)
         if action is None:
-            raise RollbotError(f"unknown decision {decision!r}; use retry, skip or abandon")
-        with self._attempt(ref, actor, f"{decision} interrupted step") as session:
+            raise RollbotError(f"unknown decision {decision!r}; use {', '.join(DECISIONS)}")
+        with self._attempt(ref, actor, f"{decision} step") as session:
             incident = self._load(session, ref, lock=True)
             self._authorize(session, incident, actor, action)
             step = next((s for s in incident.steps if s.id == step_id), None)
             if step is None:
                 raise NotFoundError(f"{incident.ref} has no step {step_id}")
-            if step.status != StepStatus.INTERRUPTED.value:
+            if decision not in DECIDABLE.get(step.status, ()):
+                allowed = "; ".join(f"{' or '.join(d)} when {s}" for s, d in DECIDABLE.items())
                 raise RollbotError(
-                    f"step {step.seq} of {incident.ref} is {step.status}, not interrupted"
+                    f"step {step.seq} of {incident.ref} is {step.status}: cannot {decision} "
+                    f"it ({allowed})"
                 )
-            if decision == "retry":
+            if decision == "done":
+                self._done_by_person(session, incident, step, actor)
+            elif decision == "retry":
                 self._retry(session, incident, step, actor)
             elif decision == "skip":
                 step.status = StepStatus.SKIPPED.value
@@ -1057,7 +1066,8 @@ class Rollbot:
                 session,
                 actor=actor,
                 kind="decision",
-                message=f"{incident.ref} step {step.seq} ({step.title}): {decision} after interruption",
+                message=f"{incident.ref} step {step.seq} ({step.title}): {decision}"
+                + (" after interruption" if decision != "done" else f" (by {actor})"),
                 incident_id=incident.id,
             )
         return self._result(ref)
@@ -1083,6 +1093,26 @@ class Rollbot:
             f"awaiting a fresh approval to re-run step {step.seq} ({step.title}) "
             "after its interruption",
         )
+
+    def _done_by_person(self, session: Session, incident: Incident, step: Step, actor: str) -> None:
+        """A person did a waiting step: it succeeded, by them; the plan goes on (or ends)."""
+        step.status, step.finished_at = StepStatus.SUCCEEDED.value, self.clock()
+        step.result = {
+            **(step.result or {}),
+            "summary": f"done by {actor}",
+            "done_by": actor,
+            "done_at": step.finished_at.isoformat(),
+        }
+        self._auto_tick(session, incident, auto_ticks.from_step(step.kind, step.title, step.result))
+        if all(s.status in {x.value for x in STEP_DONE} for s in incident.steps):
+            self._transition(
+                session,
+                incident,
+                State.VERIFYING,
+                actor,
+                "verify",
+                "all steps done; verify and tick the after-rollback checklist",
+            )
 
     @staticmethod
     def _cancel_rest(incident: Incident) -> None:
@@ -1131,4 +1161,11 @@ class Rollbot:
             ),
             shared=shared,
             results=results,
+            facts={
+                "incident": incident.ref,
+                "environment": env.name,
+                "tier": env.tier,
+                "requester": incident.requester,
+                "method": incident.method or "",
+            },
         )

@@ -109,6 +109,9 @@ class StepResult:
     data: dict[str, Any] = field(default_factory=dict)
     safety: SafetySnapshot | None = None  # set only after the copy was verified
     target: DatabaseTarget | None = None  # set when the database now lives elsewhere
+    # Set by a step a person finishes outside rollbot (e.g. "update DATABASE_URL and
+    # redeploy"): what they are to do. The step waits until someone marks it done.
+    waits_for_person: str | None = None
 
     def stored(self) -> dict[str, Any]:
         """What the step row keeps: summary, data and the declarations (only when ok)."""
@@ -134,6 +137,8 @@ class StepContext:
     # What this step recorded of an external operation before a restart (see ``External``).
     external: dict[str, Any] = field(default_factory=dict)
     store_external: Callable[[dict[str, Any]], None] = lambda _data: None
+    # The incident's ref, environment, tier, requester and method, for the team's templates.
+    facts: dict[str, str] = field(default_factory=dict)
 
     def heartbeat(self) -> None:
         """Called by long steps; the executor refreshes the step's lease."""
@@ -208,6 +213,38 @@ def registered_kinds() -> set[str]:
 COMMAND_NAMES = ("generate", "migrate", "integration_tests", "app_rollback")
 
 
+@dataclass(frozen=True)
+class CommandRun:
+    code: int
+    seconds: float
+    timeout: int
+    tail: list[str]
+
+    def said(self, what: str) -> str:
+        if self.code == TIMEOUT_EXIT and self.seconds >= self.timeout:
+            return f"{what} timed out after {self.timeout}s"
+        return f"{what} exited {self.code} after {self.seconds:.1f}s"
+
+
+def run_command(
+    ctx: StepContext, shell: str, variables: dict[str, str], tail_lines: int = 20
+) -> CommandRun:
+    """A team command in its own process group (a timeout ends all of it), in the
+    environment's workdir; the redacted tail of its output reported as it arrives."""
+    env = ctx.environment
+    tail: deque[str] = deque(maxlen=tail_lines)
+
+    def on_line(line: str) -> None:
+        tail.append(redact(line))
+        ctx.report("\n".join(tail))
+        ctx.heartbeat()
+
+    started = time.monotonic()
+    timeout = env.commands.timeout_seconds
+    code = run_streaming(shell, env.commands.workdir, timeout, variables, on_line)
+    return CommandRun(code, time.monotonic() - started, timeout, list(tail))
+
+
 @register_step
 @dataclass
 class CommandStep:
@@ -255,30 +292,14 @@ class CommandStep:
             f"Command started: {self.command}: {shell}",
             {"cwd": str(env.commands.workdir)},
         )
-        tail: deque[str] = deque(maxlen=self.tail_lines)
-
-        def on_line(line: str) -> None:
-            tail.append(line)
-            ctx.report("\n".join(tail))
-            ctx.heartbeat()
-
-        started = time.monotonic()
-        timeout = env.commands.timeout_seconds
-        code = run_streaming(
-            shell, env.commands.workdir, timeout, command_environment(env), on_line
-        )
-        elapsed = time.monotonic() - started
-        summary = (
-            f"`{self.command}` timed out after {timeout}s"
-            if code == TIMEOUT_EXIT and elapsed >= timeout
-            else f"`{self.command}` exited {code} after {elapsed:.1f}s"
-        )
+        ran = run_command(ctx, shell, command_environment(env), self.tail_lines)
+        summary = ran.said(f"`{self.command}`")
         ctx.audit(
             "command",
-            f"Command finished: {self.command}: exit {code}",
-            {"seconds": round(elapsed, 2)},
+            f"Command finished: {self.command}: exit {ran.code}",
+            {"seconds": round(ran.seconds, 2)},
         )
-        return StepResult(code == 0, summary, {"exit_code": code, "tail": list(tail)})
+        return StepResult(ran.code == 0, summary, {"exit_code": ran.code, "tail": ran.tail})
 
 
 @register_step

@@ -3,6 +3,7 @@ composition root, ``handlers.runtime.register_provider_steps``)."""
 
 import providers.checks.steps
 import providers.checks.watch
+import providers.deploy.steps
 import providers.drizzle.steps
 import providers.neon.pitr
 import providers.neon.steps

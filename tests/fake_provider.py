@@ -29,6 +29,7 @@ from bot.steps import (
     StepResult,
     register_step,
 )
+from providers.postgres.plans import app_rollback_step
 
 
 class FakeConfig(BaseModel):
@@ -40,6 +41,9 @@ class FakeConfig(BaseModel):
 
     def secret_env_vars(self) -> list[str]:
         return [self.token_env] if self.token_env else []
+
+
+FAKE_DB_PASSWORD = "fake-db-pw-9f3c1e"  # a test secret that must never show
 
 
 @dataclass
@@ -181,18 +185,26 @@ class FakeProvider:
     ) -> list[StepSpec]:
         verify = StepSpec("fake.verify", "Verify", {"expected_head": options.get("expect")})
         if method_id in ("pitr", "pg_dump_restore", "neon_branch", "dev_reset"):
+            # ``into_new``: the restore lands in a new database the app must be pointed at.
+            repoint = [StepSpec("deploy.repoint", "Point the app at it")]
             return [
                 StepSpec("fake.snapshot", "Take a safety copy"),
                 StepSpec("fake.switch", "Switch to the good state"),
+                *(repoint if options.get("into_new") else []),
                 verify,
             ]
         if method_id == "app_rollback":
-            return [StepSpec("command", "Roll back the app", {"command": "app_rollback"}), verify]
+            return [app_rollback_step(env), StepSpec("fake.verify", "Verify")]
         if method_id == "forward_fix":
             return [
                 StepSpec("manual", "Apply the reverse", {"title": "Reverse", "instructions": "x"})
             ]
         raise RollbotError(f"method {method_id!r} has no step plan on the fake provider")
+
+    def connection_url(self, env: EnvironmentConfig, target: DatabaseTarget) -> str:
+        """Where a fake database is reached: with a password, as a real one would be."""
+        name = target.ref["database"]
+        return f"postgresql://app:{FAKE_DB_PASSWORD}@{name}.fake.internal:5432/app"
 
 
 register_provider(FakeProvider())

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.errors import RollbotError
+from bot.errors import NotAuthorizedError, RollbotError
 from bot.executor import Executor
 from bot.service import Rollbot
 from handlers.cli import main
@@ -150,14 +150,25 @@ def test_branch_rollback_makes_the_pre_migration_branch_the_default_and_verifies
     old_default = server.default_branch()
     pre_id = pre_migration_branch(neon_setup)
     incident_id = approved(bot, "staging", [], "neon_branch")
+    waiting = Executor(bot).run_incident(incident_id)
+    # No repoint command or webhook: a person points the app at the branch, then says so.
+    assert waiting.state == "running", [s.error for s in waiting.steps]
+    repoint = next(s for s in waiting.steps if s.kind == "deploy.repoint")
+    assert repoint.status == "waiting"
+    assert "set DATABASE_URL to postgresql://" in repoint.result["instructions"]
+    assert "***" in repoint.result["instructions"]  # the password is never shown
+    assert server.default_branch().id == pre_id
+    assert all(s.status == "queued" for s in waiting.steps if s.seq > repoint.seq)  # not run yet
+    with pytest.raises(NotAuthorizedError):  # neither on the incident nor an approver
+        bot.decide_step(incident_id, repoint.id, "carol", "done")
+    bot.decide_step(incident_id, repoint.id, "bob", "done")
     done = Executor(bot).run_incident(incident_id)
     assert done.state == "verifying", [s.error for s in done.steps]
 
-    assert server.default_branch().id == pre_id
     assert tables(server.branch_url(old_default.id))  # the old default kept as it was
     switch, repoint, verify = steps(bot, incident_id)
     assert switch.result["safety"]["name"] == old_default.name
-    assert "set DATABASE_URL to postgresql://" in repoint.result["summary"]
+    assert repoint.result["done_by"] == "bob" and repoint.status == "succeeded"
     assert verify.result["branch_id"] == pre_id and verify.result["head"] == BEFORE_HEAD
     assert [r.path.rsplit("/", 1)[-1] for r in server.requests if r.method == "POST"] == [
         "branches",  # the pre-migration branch

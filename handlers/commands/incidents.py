@@ -120,10 +120,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_actor_option(p)
     p.set_defaults(func=cmd_ack)
 
-    p = sub.add_parser("step", help="decide what happens to an interrupted step")
+    p = sub.add_parser(
+        "step",
+        help="decide about a step: retry|skip|abandon an interrupted one, done|abandon one waiting "
+        "for a person",
+    )
     p.add_argument("incident")
     p.add_argument("step", type=int, help="step number (seq) as shown by `rollbot show`")
-    p.add_argument("decision", choices=["retry", "skip", "abandon"])
+    p.add_argument("decision", choices=["retry", "skip", "abandon", "done"])
     add_actor_option(p)
     p.set_defaults(func=cmd_step)
 
@@ -273,8 +277,6 @@ def cmd_step(args: argparse.Namespace) -> int:
         from bot.errors import NotFoundError
 
         raise NotFoundError(f"{incident.ref} has no step {args.step}")
-    incident = rt.bot.decide_interrupted(
-        incident.id, step.id, cli_actor(rt, args.actor), args.decision
-    )
+    incident = rt.bot.decide_step(incident.id, step.id, cli_actor(rt, args.actor), args.decision)
     print(f"{incident.ref} step {args.step}: {args.decision}; incident is {incident.state}")
     return 0

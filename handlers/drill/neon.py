@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.config import ApprovalsConfig, CommandsConfig, EnvironmentConfig, Settings
+from bot.config import ApprovalsConfig, CommandsConfig, DeployConfig, EnvironmentConfig, Settings
 from bot.errors import RollbotError
 from bot.redact import redact
 from bot.runbook import RUNBOOK
@@ -160,6 +160,7 @@ class NeonDrill:
                     "migrations_table": self.folder.table,
                     "backups": str(self._tmp / "backups"),
                     "commands": CommandsConfig(),
+                    "deploy": DeployConfig(),
                 }
             )
         return self.envs[tier]

@@ -40,6 +40,7 @@ STEP_EMOJI = {
     "succeeded": ":white_check_mark:",
     "failed": ":x:",
     "interrupted": ":warning:",
+    "waiting": ":raised_hand:",
     "skipped": ":fast_forward:",
     "cancelled": ":no_entry_sign:",
 }
@@ -406,6 +407,17 @@ def incident_card(view: CardView) -> tuple[str, list[Block]]:
                 section(f":warning: Step {step.seq} ({step.title}) was interrupted.\n{choices}")
             )
             blocks.append(_decision_buttons(view.nonce, inc, step, view.signer))
+        elif step.status == "waiting":
+            todo = (step.result or {}).get("instructions") or step.title
+            blocks.append(
+                section(
+                    f":raised_hand: Step {step.seq} ({step.title}) is for a person: {todo}\n"
+                    "*Done* when it is done (rollbot records who); *Abandon* fails the incident."
+                )
+            )
+            blocks.append(
+                _decision_buttons(view.nonce, inc, step, view.signer, ("done", "abandon"))
+            )
     if not closed:
         blocks += _checklist_block(view, "before")
         if state in (State.RUNNING.value, State.VERIFYING.value, State.FAILED.value):
@@ -463,10 +475,14 @@ def decision_choices(step: Step, seq_after: int | None) -> list[str]:
 
 
 def _decision_buttons(
-    view_nonce: str, incident: Incident, step: Step, signer: ValueSigner | None
+    view_nonce: str,
+    incident: Incident,
+    step: Step,
+    signer: ValueSigner | None,
+    decisions: tuple[str, ...] = ("retry", "skip", "abandon"),
 ) -> Block:
     return actions(
-        f"rb_interrupted:{step.id}",
+        f"rb_{step.status}:{step.id}",
         [
             button(
                 d.capitalize(),
@@ -474,9 +490,13 @@ def _decision_buttons(
                 d,
                 ActionValue(incident.id, arg=d, nonce=view_nonce, step_id=step.id),
                 signer,
-                "danger" if d == "retry" and step.destructive else None,
+                "danger"
+                if d == "retry" and step.destructive
+                else "primary"
+                if d == "done"
+                else None,
             )
-            for d in ("retry", "skip", "abandon")
+            for d in decisions
         ],
     )
 

@@ -319,9 +319,17 @@ class IncidentFlows:
             )
         elif incident.state == State.FAILED.value:
             self.say(incident, f":x: {incident.ref} failed; choose another method or cancel.")
+        for step in incident.steps:
+            if step.status == "waiting":
+                todo = (step.result or {}).get("instructions") or step.title
+                self.say(
+                    incident,
+                    f":raised_hand: {incident.ref} step {step.seq} is for a person: {todo} "
+                    "Click *Done* on the card when it is done.",
+                )
 
     def step_decision(self, user: str, incident_id: int, step_id: int, decision: str) -> None:
-        incident = self.bot.decide_interrupted(incident_id, step_id, user, decision)
+        incident = self.bot.decide_step(incident_id, step_id, user, decision)
         self.refresh(incident_id)
         step = next(s for s in incident.steps if s.id == step_id)
         if decision == "retry" and incident.state == State.AWAITING_APPROVAL.value:
@@ -331,6 +339,8 @@ class IncidentFlows:
                 f"{incident.ref}. It is destructive, so it needs a fresh approval: the one "
                 "given for the first run does not carry over. Approvers, see the card above.",
             )
+        elif decision == "done":
+            self.say(incident, f":white_check_mark: <@{user}> did step {step.seq} ({step.title}).")
         else:
             self.say(incident, f":point_right: <@{user}> chose *{decision}* for step {step.seq}.")
         if incident.state == State.RUNNING.value:

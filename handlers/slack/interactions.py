@@ -36,6 +36,7 @@ BUTTONS: dict[str, Interaction] = {
     "rb_step:retry": Interaction("step", Action.RETRY_STEP, "Retry"),
     "rb_step:skip": Interaction("step", Action.SKIP_STEP, "Skip"),
     "rb_step:abandon": Interaction("step", Action.ABANDON_STEP, "Abandon"),
+    "rb_step:done": Interaction("step", Action.CONFIRM_STEP, "Done"),
     "rb_tick": Interaction("tick", Action.TICK, "checklist tick"),
     "rb_source:snapshot": Interaction("source", Action.CHOOSE, "choice of snapshot"),
     "rb_source:time": Interaction("source", Action.CHOOSE, "choice of restore time"),

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.config import EnvironmentConfig
+from bot.errors import RollbotError
 from bot.methods import StepSpec
+from bot.steps import DatabaseTarget
 from providers.neon.config import NeonConfig
 from providers.postgres.plans import PostgresPlans
 
@@ -40,7 +42,7 @@ class NeonPlans:
                         "make_default": options.get("make_default", True),
                     },
                 ),
-                StepSpec("neon.repoint", "Point the app at that branch and redeploy"),
+                StepSpec("deploy.repoint", "Point the app at that branch and redeploy"),
                 _verify(options),
             ]
         if method_id == "pitr":
@@ -52,9 +54,22 @@ class NeonPlans:
                 else "Restore the branch to the chosen time (its current state kept)",
                 {"snapshot": None, "before": options.get("restore_to"), "into_new": into_new},
             )
-            repoint = [StepSpec("neon.repoint", "Point the app at the new branch and redeploy")]
+            repoint = [StepSpec("deploy.repoint", "Point the app at the new branch and redeploy")]
             return [restore, *(repoint if into_new else []), _verify(options)]
         return PostgresPlans(self.name, NeonConfig).steps_for(method_id, env, options)
+
+    def connection_url(self, env: EnvironmentConfig, target: DatabaseTarget) -> str:
+        """The connection string of the branch a step moved the database to."""
+        from providers.neon.access import client_for, neon_config
+
+        branch_id = target.ref.get("branch_id")
+        if not branch_id:
+            raise RollbotError(f"{target.label} names no Neon branch")
+        cfg = neon_config(env)
+        with client_for(env) as client:
+            return client.connection_uri(
+                branch_id, database_name=cfg.database_name, role_name=cfg.role_name
+            )
 
     def pre_migration_snapshot(self, env: EnvironmentConfig, tag: str) -> str:
         """Before ``rollbot migrate``: a pre-migration branch (retention prunes old ones)."""

@@ -16,6 +16,7 @@ from bot.steps import (
     StepResult,
     register_step,
 )
+from providers.deploy.steps import Repoint
 from providers.neon.access import (
     client_for,
     environment_branch,
@@ -195,50 +196,8 @@ class NeonVerifyStep:
 
 @register_step
 @dataclass
-class RepointStep:
-    """The runbook's "update DATABASE_URL and redeploy" after the database moved to another
-    branch: the team's repoint command (given the new URL in ``$ROLLBOT_NEW_DATABASE_URL``),
-    or, without one, the redacted connection string for a person to put in place."""
+class RepointStep(Repoint):
+    """Steps planned as ``neon.repoint`` before the repoint became provider-neutral
+    (``deploy.repoint``) still run, as it does."""
 
     kind: ClassVar[str] = "neon.repoint"
-    destructive: ClassVar[bool] = False
-
-    def plan(self, ctx: StepContext) -> Plan:
-        command = neon_config(ctx.environment).repoint_command
-        return Plan(
-            title="Point the app at the new branch and redeploy",
-            target=f"{ctx.environment.name} ({ctx.environment.tier}): the app's DATABASE_URL",
-            action=f"run the repoint command `{command}` with $ROLLBOT_NEW_DATABASE_URL"
-            if command
-            else "a person updates DATABASE_URL to the new branch's connection string "
-            "(shown redacted in the thread) and redeploys",
-            data_loss="none; connections to the old branch drop when the app restarts",
-        )
-
-    def run(self, ctx: StepContext) -> StepResult:
-        from bot.redact import redact
-        from bot.shell import command_environment, run_streaming
-
-        env, target = ctx.environment, ctx.declared_target()
-        if target is None or "branch_id" not in target.ref:
-            return StepResult(True, "the database did not move to another branch: nothing to do")
-        cfg = neon_config(env)
-        with client_for(env) as client:
-            url = client.connection_uri(
-                target.ref["branch_id"], database_name=cfg.database_name, role_name=cfg.role_name
-            )
-        if not cfg.repoint_command:
-            return StepResult(
-                True,
-                f"for a person: set DATABASE_URL to {redact(url)} ({target.label}) and redeploy",
-                {"manual": True},
-            )
-        variables = {**command_environment(env), "ROLLBOT_NEW_DATABASE_URL": url}
-        code = run_streaming(
-            cfg.repoint_command,
-            env.commands.workdir,
-            env.commands.timeout_seconds,
-            variables,
-            lambda line: ctx.report(line),
-        )
-        return StepResult(code == 0, f"repoint command exited {code}", {"exit_code": code})

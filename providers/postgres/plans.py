@@ -103,6 +103,14 @@ def _undo_restore(options: dict[str, Any]) -> list[StepSpec]:
     ]
 
 
+def app_rollback_step(env: EnvironmentConfig) -> StepSpec:
+    """The deploy webhook when one is configured, else the team's app_rollback command."""
+    title = "Roll back the app deployment (database kept)"
+    if env.deploy.app_rollback_webhook is not None:
+        return StepSpec("deploy.app_rollback", title)
+    return StepSpec("command", title, {"command": "app_rollback"})
+
+
 @dataclass(frozen=True)
 class PostgresPlans:
     """``bot.methods.Provider`` for PostgreSQL (and what is PostgreSQL on the others)."""
@@ -139,12 +147,7 @@ class PostgresPlans:
         if method_id == "undo_restore":
             return _undo_restore(options)
         if method_id == "app_rollback":
-            spec = StepSpec(
-                "command",
-                "Roll back the app deployment (database kept)",
-                {"command": "app_rollback"},
-            )
-            return [spec, _verify()]
+            return [app_rollback_step(env), _verify()]
         if method_id == "neon_branch":
             if self.name != "neon":
                 raise RollbotError(

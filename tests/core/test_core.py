@@ -243,8 +243,8 @@ def test_retrying_an_interrupted_restore_needs_a_fresh_approval(bot: Rollbot) ->
         s.execute(update(Step).where(Step.id == restore.id).values(status="interrupted", attempt=1))
 
     with pytest.raises(NotAuthorizedError, match="mallory may not retry"):
-        bot.decide_interrupted(incident_id, restore.id, "mallory", "retry")
-    incident = bot.decide_interrupted(incident_id, restore.id, "alice", "retry")
+        bot.decide_step(incident_id, restore.id, "mallory", "retry")
+    incident = bot.decide_step(incident_id, restore.id, "alice", "retry")
     assert incident.state == State.AWAITING_APPROVAL
     assert bot.approval_status(incident) == (0, 1)  # bob's approval was for the first run
     assert next(s for s in incident.steps if s.id == restore.id).status == "pending"

@@ -95,7 +95,7 @@ def test_a_retried_step_starts_over_with_nothing_recorded(bot: Rollbot) -> None:
     Executor(bot).recover()
     fake_provider.PLATFORM.crash_after_send = False
     switch = steps_of(bot, incident_id)[1]
-    bot.decide_interrupted(incident_id, switch.id, "alice", "retry")
+    bot.decide_step(incident_id, switch.id, "alice", "retry")
     assert steps_of(bot, incident_id)[1].external is None
 
 

@@ -74,6 +74,10 @@ def test_staging_neon_branch_rollback_from_the_card(
             d.click(BOB, card, "rb_approve")
             d.wait_card(card, lambda t: "rb_run:" in t, "run button")
             d.click(REQUESTER, card, "rb_run")
+            # No repoint command: a person points the app at the branch and clicks Done.
+            text = d.wait_card(card, lambda t: "rb_step:done" in t, "the Done button")
+            assert "set DATABASE_URL to postgresql://" in text and "***" in text
+            d.click(REQUESTER, card, "rb_step:done")
             text = d.wait_card(card, lambda t: "· verifying" in t or "· failed" in t, "the end")
             assert "· verifying" in text, text
             steps = sorted(d.bot.get(card.incident_id).steps, key=lambda s: s.seq)
@@ -82,6 +86,7 @@ def test_staging_neon_branch_rollback_from_the_card(
 
     assert server.default_branch().id == pre.id  # the pre-migration branch is the default
     assert old_default.id != pre.id
+    assert steps[1].kind == "deploy.repoint" and steps[1].result["done_by"] == REQUESTER
     verify = steps[-1]
     assert verify.kind == "neon.verify" and verify.result["branch_id"] == pre.id
     assert verify.result["head"] == BEFORE_HEAD  # connected to that branch: its head

@@ -1,0 +1,1 @@
+"""The app around a rollback: app-deployment rollback by webhook, and the repoint."""
