@@ -305,10 +305,8 @@ class CommandStep:
 @register_step
 @dataclass
 class ManualStep:
-    """A step a person does outside rollbot (e.g. "update DATABASE_URL and redeploy").
-
-    Running it records that the person confirmed it; nothing else happens.
-    """
+    """A step a person does outside rollbot: it waits until someone says it is done
+    (``StepResult.waits_for_person``), and who did is recorded."""
 
     title: str
     instructions: str
@@ -323,4 +321,6 @@ class ManualStep:
         )
 
     def run(self, ctx: StepContext) -> StepResult:
-        return StepResult(True, f"confirmed by a person: {self.title}")
+        return StepResult(
+            True, f"waits for a person: {self.instructions}", waits_for_person=self.instructions
+        )
