@@ -226,7 +226,8 @@ class OutboxItem(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    # None: a notice for the team, of no incident (the quarterly drill is due).
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     audience: Mapped[str] = mapped_column(String(16))
     notice: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -36,8 +36,8 @@ Audience = Literal["devops", "oncall", "cto", "thread"]
 class Notice:
     kind: NoticeKind
     audience: Audience
-    incident_id: int
-    ref: str  # INC-12
+    incident_id: int | None  # None: a notice for the team (a reminder of the drill)
+    ref: str  # INC-12, or "" for the team
     environment: str
     tier: str
     summary: str  # one line, already redacted

@@ -99,6 +99,30 @@ def queue_thread(session: Session, incident: Incident, text: str, now: datetime)
     )
 
 
+def queue_team(session: Session, text: str, now: datetime) -> None:
+    """A reminder for the devops channel that belongs to no incident (the drill is due)."""
+    notice = Notice(
+        kind="reminder",
+        audience="devops",
+        incident_id=None,
+        ref="",
+        environment="",
+        tier="",
+        summary=redact(text)[:500],
+        key=f"rollbot/team/{now.isoformat()}",
+    )
+    session.add(
+        OutboxItem(
+            incident_id=None,
+            kind=notice.kind,
+            audience=notice.audience,
+            notice=asdict(notice),
+            created_at=now,
+            due_at=now,
+        )
+    )
+
+
 def queue(
     session: Session,
     incident: Incident,
@@ -180,6 +204,7 @@ class Deliverer:
         link_for: Callable[[Incident], str | None] = lambda _i: None,
         tell_thread: Callable[[int, str], None] = lambda _i, _t: None,
         not_yet: Callable[[Incident, OutboxItem], bool] = lambda _i, _r: False,
+        # link_for and not_yet are asked only about notices of an incident.
     ) -> None:
         self.store = store
         self.by_audience = {a: n for n in notifiers for a in n.audiences}
@@ -199,7 +224,7 @@ class Deliverer:
             sent += self._deliver(*claimed)
         return sent
 
-    def _claim(self) -> tuple[OutboxItem, Incident] | None:
+    def _claim(self) -> tuple[OutboxItem, Incident | None] | None:
         """Look with a read first (an idle deliverer never takes SQLite's write lock), then
         claim the first ready row by compare-and-set."""
         now = self.clock()
@@ -218,9 +243,7 @@ class Deliverer:
                 .order_by(OutboxItem.id)
                 .limit(20)
             ).all()
-            ready = [
-                r.id for r in rows if not self.not_yet(session.get(Incident, r.incident_id), r)
-            ]
+            ready = [r.id for r in rows if not self._held(session, r)]
         if not ready:
             return None
         with self.store.session() as session:
@@ -232,14 +255,19 @@ class Deliverer:
                 ).rowcount
                 if won:
                     row = session.get(OutboxItem, row_id)
-                    incident = session.get(Incident, row.incident_id)
-                    session.expunge(row)
-                    session.expunge(incident)
+                    incident = session.get(Incident, row.incident_id) if row.incident_id else None
+                    session.expunge_all()
                     return row, incident
         return None
 
-    def _deliver(self, row: OutboxItem, incident: Incident) -> int:
-        notice = Notice(**{**row.notice, "link": self.link_for(incident)})
+    def _held(self, session: Session, row: OutboxItem) -> bool:
+        if row.incident_id is None:
+            return False
+        return self.not_yet(session.get(Incident, row.incident_id), row)
+
+    def _deliver(self, row: OutboxItem, incident: Incident | None) -> int:
+        link = self.link_for(incident) if incident is not None else None
+        notice = Notice(**{**row.notice, "link": link})
         if self.clock() - row.created_at > STALE_AFTER and notice.kind not in ENDS:
             self._give_up(row, "too old to be worth sending")
             return 0
@@ -285,7 +313,7 @@ class Deliverer:
         log.warning(
             "notice %s to %s failed (attempt %s): %s", row.id, row.audience, attempts, reason
         )
-        if give_up or attempts == 1:
+        if (give_up or attempts == 1) and row.incident_id is not None:
             what = "gave up" if give_up else "will retry"
             self.tell_thread(
                 row.incident_id,

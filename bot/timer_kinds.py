@@ -7,8 +7,8 @@ team's calendar (cron lines) start, and what each does when it fires.
 - ``approval_page``: still waiting then: on-call is paged whatever the hour.
 - ``postmortem_reminder``: ``postmortem_after_days`` after a resolution, devops is reminded.
 - ``drill_reminder``, ``runbook_review_reminder``: at each occurrence of their cron line a
-  "reminder" audit event (no incident; the devops / App Home post is still to be wired),
-  then the next occurrence is scheduled.
+  reminder to the devops channel and an audit event (of no incident), then the next
+  occurrence is scheduled.
 
 Conditions are checked when a timer fires, not cleaned up when they stop holding: a
 reminder for a plan that was approved, re-planned or cancelled does nothing.
@@ -189,6 +189,7 @@ def _cron_handler(kind: str, field: str, words: str) -> Handler:
         line = getattr(bot.settings.reminders, field)
         text = f"Reminder: {words}{late_note(timer, now)}"
         # In this transaction, not bot.note (a session of its own): recorded iff it fired.
+        outbox.queue_team(session, text, now)
         bot.audit.record(
             session,
             actor="rollbot",

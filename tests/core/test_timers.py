@@ -17,6 +17,8 @@ from bot.config import ApprovalsConfig, Settings, SlackConfig, load_settings
 from bot.errors import ConfigError
 from bot.executor import Executor
 from bot.models import AuditEvent, OutboxItem, Timer
+from bot.notify import Notice
+from bot.outbox import Deliverer
 from bot.service import Rollbot
 from bot.timers import late_note, schedule, sweep
 from handlers.runtime import register_provider_steps
@@ -281,6 +283,22 @@ def test_cron_reminders_schedule_their_next_occurrence(bot: Rollbot, clock: Cloc
         "Reminder: the quarterly restore drill is due (rollbot drill) (fired 122 days 2 h late)",
         "Reminder: the runbook review is due (fired 198 days 2 h late)",
     ]
+    # Each is a notice for the devops channel, of no incident, delivered like any other.
+    team = [n for n in notices(bot) if n.incident_id is None]
+    assert [(n.audience, n.kind) for n in team] == [("devops", "reminder")] * 3
+    assert sorted(n.notice["summary"] for n in team) == sorted(said)
+    posted: list[str] = []
+
+    class Devops:
+        audiences = ("devops",)
+
+        def deliver(self, notice: Notice) -> None:
+            assert notice.link is None and notice.incident_id is None
+            posted.append(notice.summary)
+
+    # January's was never delivered and is months old: given up, not posted in August.
+    assert Deliverer(bot.store, [Devops()], clock).deliver_due() == 2
+    assert sorted(posted) == sorted(said[1:])
 
 
 def pending_due(bot: Rollbot) -> dict[str, datetime]:
