@@ -3,6 +3,9 @@ composition root, ``handlers.runtime.register_provider_steps``)."""
 
 import providers.checks.steps
 import providers.checks.watch
+import providers.cloudsql.backup
+import providers.cloudsql.pitr
+import providers.cloudsql.verify
 import providers.deploy.steps
 import providers.drizzle.steps
 import providers.neon.pitr
@@ -11,13 +14,13 @@ import providers.postgres.steps
 import providers.postgres.triage_step
 import providers.postgres.undo_step  # noqa: F401
 from bot.methods import register_provider
-from providers.cloudsql.config import CloudSqlConfig
+from providers.cloudsql.plans import CloudSqlPlans
 from providers.neon.plans import NeonPlans
 from providers.postgres.plans import PostgresPlans
 from providers.rds.config import RdsConfig
 
 register_provider(PostgresPlans("postgres"))
 register_provider(NeonPlans())
-# Until they have planners of their own, what is PostgreSQL on these platforms runs as there.
-for _name, _model in (("rds", RdsConfig), ("cloudsql", CloudSqlConfig)):
-    register_provider(PostgresPlans(_name, _model))
+# Until RDS has a planner of its own, what is PostgreSQL there runs as on PostgreSQL.
+register_provider(PostgresPlans("rds", RdsConfig))
+register_provider(CloudSqlPlans())
