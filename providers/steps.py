@@ -12,15 +12,16 @@ import providers.neon.pitr
 import providers.neon.steps
 import providers.postgres.steps
 import providers.postgres.triage_step
-import providers.postgres.undo_step  # noqa: F401
+import providers.postgres.undo_step
+import providers.rds.pitr
+import providers.rds.verify  # noqa: F401
 from bot.methods import register_provider
 from providers.cloudsql.plans import CloudSqlPlans
 from providers.neon.plans import NeonPlans
 from providers.postgres.plans import PostgresPlans
-from providers.rds.config import RdsConfig
+from providers.rds.plans import RdsPlans
 
 register_provider(PostgresPlans("postgres"))
 register_provider(NeonPlans())
-# Until RDS has a planner of its own, what is PostgreSQL there runs as on PostgreSQL.
-register_provider(PostgresPlans("rds", RdsConfig))
+register_provider(RdsPlans())
 register_provider(CloudSqlPlans())
