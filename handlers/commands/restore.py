@@ -22,8 +22,8 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
     which.add_argument(
         "--restore-to",
         metavar="TIME",
-        help="restore the newest snapshot before TIME (2026-12-02 14:30 in the team's time "
-        "zone, or ISO with an offset)",
+        help="restore to TIME (2026-12-02 14:30 in the team's time zone, or ISO with an "
+        "offset): point-in-time where the platform has it, else the newest snapshot before",
     )
     p.add_argument(
         "--accept-other-source",

@@ -269,8 +269,9 @@ def _source_blocks(view: CardView) -> list[Block]:
     if chosen is not None and chosen.warning:
         note += f"\n:warning: *{chosen.warning}*"
     hint = (
-        "Pick another snapshot, or a restore time (your Slack time zone; rollbot restores the "
-        "newest snapshot before it). The plan is drawn up again and approvals start over."
+        "Pick another snapshot, or a restore time (your Slack time zone; the plan says what "
+        "restoring to it means on this platform). The plan is drawn up again and approvals "
+        "start over."
     )
     return [
         section(f"{note}\n_{hint}_"),
