@@ -22,6 +22,7 @@ ATTENTION: frozenset[NoticeKind] = frozenset(
 ENDS: frozenset[NoticeKind] = frozenset({"resolved", "cancelled"})
 PAGED_ORDER: tuple[Audience, ...] = ("oncall", "cto")
 DEVOPS_ONLY: frozenset[NoticeKind] = frozenset({"done", "reminder"})  # never paged
+THREAD_ONLY: frozenset[NoticeKind] = frozenset({"check_result"})  # ``outbox.queue_thread``
 
 
 @dataclass(frozen=True)
