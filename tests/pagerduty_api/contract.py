@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from urllib.parse import urlsplit
 
 from jsonschema_path import SchemaPath
 from openapi_core import Config, OpenAPI
-from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIResponse
 from openapi_core.templating.paths.exceptions import (
     OperationNotFound,
     PathNotFound,
@@ -35,6 +34,17 @@ from openapi_core.templating.responses.exceptions import ResponseNotFound
 from openapi_core.validation.request.exceptions import SecurityValidationError
 from openapi_schema_validator import OAS30Validator
 from werkzeug.wrappers import Request, Response
+
+from tests.openapi_contract import (
+    AsSpecServer,
+    Templates,
+    describe,
+    documented_response,
+    path_templates,
+    resolve,
+    response_schema,
+    undocumented_fields,
+)
 
 SPECS_DIR = Path(
     os.environ.get("PAGERDUTY_SPECS_DIR", Path(__file__).resolve().parents[3] / "shared" / "specs")
@@ -63,19 +73,12 @@ class Contract:
     spec: dict[str, Any]
     host_url: str  # the spec server's origin, which openapi-core matches requests against
     base_path: str  # "/v2" or ""
-    templates: tuple[tuple[re.Pattern[str], str], ...]  # literal segments first
+    templates: Templates  # literal segments first
 
     def template_for(self, path: str) -> str | None:
         """The spec path (``/enqueue``) that the full request ``path`` matches."""
         under = path.removeprefix(self.base_path)
         return next((t for pattern, t in self.templates if pattern.fullmatch(under)), None)
-
-
-def _templates(spec: dict[str, Any]) -> tuple[tuple[re.Pattern[str], str], ...]:
-    by_literals = sorted(spec["paths"], key=lambda t: t.count("{"))
-    return tuple(
-        (re.compile(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(t))), t) for t in by_literals
-    )
 
 
 def _load(name: str, path: Path) -> Contract:
@@ -84,7 +87,7 @@ def _load(name: str, path: Path) -> Contract:
     # Not spec-validated: the REST document fails it on one bad default (see PROVENANCE.md).
     app = OpenAPI(SchemaPath.from_dict(spec), config=Config(spec_validator_cls=None))
     host = f"{server.scheme}://{server.netloc}/"
-    return Contract(name, app, spec, host, server.path.rstrip("/"), _templates(spec))
+    return Contract(name, app, spec, host, server.path.rstrip("/"), path_templates(spec))
 
 
 @functools.cache
@@ -100,18 +103,6 @@ def contract_for(path: str) -> Contract:
     return events if path.startswith(EVENTS_PREFIX) else rest
 
 
-class _AsSpecServer(WerkzeugOpenAPIRequest):
-    """A request to the fake presented as one to the spec's server (the path is the same)."""
-
-    def __init__(self, request: Request, host_url: str) -> None:
-        super().__init__(request)
-        self._host_url = host_url
-
-    @property
-    def host_url(self) -> str:
-        return self._host_url
-
-
 @dataclass
 class RequestCheck:
     """``outcome``: ok, unknown_path, unknown_method, unauthenticated or invalid."""
@@ -120,18 +111,8 @@ class RequestCheck:
     detail: str = ""
 
 
-def describe(error: Exception) -> str:
-    """openapi-core's message plus the JSON Schema errors it wraps."""
-    cause = error.__cause__
-    inner = [getattr(e, "message", str(e)) for e in getattr(cause, "schema_errors", None) or ()]
-    if not inner and cause is not None:
-        inner = [str(cause)]
-    text = str(error).split(": Value ")[0]  # the full value repeats the body
-    return "; ".join([text, *inner])
-
-
 def check_request(contract: Contract, request: Request) -> RequestCheck:
-    result = contract.app.unmarshal_request(_AsSpecServer(request, contract.host_url))
+    result = contract.app.unmarshal_request(AsSpecServer(request, contract.host_url))
     for error in result.errors:
         if isinstance(error, PathNotFound | ServerNotFound):
             return RequestCheck("unknown_path", f"path not in the {contract.name} spec")
@@ -154,7 +135,7 @@ def check_response(contract: Contract, request: Request, response: Response) -> 
     the spec lists no such status for the operation."""
     errors = list(
         contract.app.iter_response_errors(
-            _AsSpecServer(request, contract.host_url), WerkzeugOpenAPIResponse(response)
+            AsSpecServer(request, contract.host_url), WerkzeugOpenAPIResponse(response)
         )
     )
     if any(isinstance(e, ResponseNotFound) for e in errors):
@@ -177,38 +158,9 @@ def check_response(contract: Contract, request: Request, response: Response) -> 
 UNDOCUMENTED_STATUS = "undocumented status"
 
 
-def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node:
-        target: Any = spec
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
-            target = target[int(part)] if isinstance(target, list) else target[part]
-        node = target
-    return node
-
-
 def _request_schema(spec: dict[str, Any], template: str, method: str) -> dict[str, Any] | None:
     body = spec["paths"][template].get(method.lower(), {}).get("requestBody")
     content = resolve(spec, body).get("content", {}).get("application/json") if body else None
-    return content.get("schema") if content else None
-
-
-def _documented(spec: dict[str, Any], template: str, method: str, status: int) -> Any:
-    responses = spec["paths"][template][method.lower()]["responses"]
-    return (
-        responses.get(str(status))
-        or responses.get(f"{str(status)[0]}XX")
-        or responses.get("default")
-    )
-
-
-def response_schema(
-    spec: dict[str, Any], template: str, method: str, status: int
-) -> dict[str, Any] | None:
-    found = _documented(spec, template, method, status)
-    if found is None:
-        return None
-    content = resolve(spec, found).get("content", {}).get("application/json")
     return content.get("schema") if content else None
 
 
@@ -216,56 +168,8 @@ def _events_error_schema(
     spec: dict[str, Any], template: str, method: str, response: Response
 ) -> dict[str, Any] | None:
     """The ``Error`` schema, for a 4xx the Events spec documents without content."""
-    found = _documented(spec, template, method, response.status_code)
+    found = documented_response(spec, template, method, response.status_code)
     if found is None or "content" in found or response.status_code // 100 != 4:
         return None
     error = spec["components"]["responses"]["Error"]["content"]["application/json"]["schema"]
     return resolve(spec, error)
-
-
-_SHAPING = frozenset({"properties", "additionalProperties", "allOf", "anyOf", "oneOf"})
-
-
-def _properties(spec: dict[str, Any], schema: dict[str, Any]) -> tuple[dict[str, Any], Any] | None:
-    """Properties and additionalProperties of an object schema, allOf merged; None: unchecked."""
-    schema = resolve(spec, schema)
-    if "anyOf" in schema or "oneOf" in schema:
-        return None
-    props = dict(schema.get("properties", {}))
-    extra = schema.get("additionalProperties")
-    for part in schema.get("allOf", []):
-        if not _SHAPING.intersection(resolve(spec, part)):
-            continue  # only constraints (required, type): it adds no fields
-        merged = _properties(spec, part)
-        if merged is None:
-            return None
-        props |= merged[0]
-        extra = extra if extra is not None else merged[1]
-    if not props and extra is None:
-        return None  # a free-form object such as custom_details
-    return props, extra
-
-
-def undocumented_fields(
-    spec: dict[str, Any], schema: dict[str, Any], value: Any, at: str
-) -> list[str]:
-    """Paths of fields in ``value`` that ``schema`` does not define (recursively)."""
-    schema = resolve(spec, schema)
-    if isinstance(value, list) and "items" in schema:
-        return [
-            p
-            for i, v in enumerate(value)
-            for p in undocumented_fields(spec, schema["items"], v, f"{at}[{i}]")
-        ]
-    shape = _properties(spec, schema) if isinstance(value, dict) else None
-    if shape is None:
-        return []
-    props, extra = shape
-    problems: list[str] = []
-    for key, item in value.items():
-        sub = props.get(key, extra if isinstance(extra, dict) else None)
-        if sub is None and extra is not True:
-            problems.append(f"{at}.{key} is not in the spec")
-        elif sub is not None:
-            problems += undocumented_fields(spec, sub, item, f"{at}.{key}")
-    return problems
