@@ -11,6 +11,7 @@ from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
 from bot.steps import DatabaseTarget, Plan, StepContext, StepResult, register_step
 from providers.cloudsql.access import client_for, cloudsql_config, instance_url, label
+from providers.postgres.steps import verify_words
 
 
 def connection_url(env: EnvironmentConfig, target: DatabaseTarget) -> str:
@@ -43,8 +44,7 @@ class CloudSqlVerifyStep:
             title="Verify the database where it now lives",
             target=f"the restored instance, else {label(cfg, cfg.instance)}",
             action=f"connect (source credentials, the instance's {cfg.ip_type} IP or the "
-            f"configured proxy), read {env.migrations_table}, compare with the journal, run "
-            f"{len(env.smoke_queries)} smoke quer(ies)",
+            f"configured proxy), {verify_words(env)}",
         )
 
     def run(self, ctx: StepContext) -> StepResult:

@@ -26,6 +26,7 @@ from providers.neon.access import (
 )
 from providers.neon.candidates import choose, is_pre_migration, rollback_candidates
 from providers.neon.client import Branch, NeonClient
+from providers.postgres.steps import verify_words
 
 
 def _when(branch: Branch) -> str:
@@ -174,8 +175,7 @@ class NeonVerifyStep:
         return Plan(
             title="Verify the database on the branch it now lives on",
             target=f"Neon project {neon_config(env).project_id}",
-            action=f"connect to the branch (connection_uri), read {env.migrations_table}, "
-            f"compare with the journal, run {len(env.smoke_queries)} smoke quer(ies)",
+            action=f"connect to the branch (connection_uri), {verify_words(env)}",
         )
 
     def run(self, ctx: StepContext) -> StepResult:

@@ -37,6 +37,14 @@ def journal_of(env: EnvironmentConfig) -> Journal | None:
     return read_journal(folder)
 
 
+def verify_words(env: EnvironmentConfig) -> str:
+    """What every platform's verify does once connected (``verify_at``), for its plan."""
+    return (
+        f"read the newest rows of {env.migrations_table}, compare with the migrations journal, "
+        f"count the largest tables, run {len(env.smoke_queries)} smoke quer(ies)"
+    )
+
+
 @register_step
 @dataclass
 class VerifyStep:
@@ -51,10 +59,7 @@ class VerifyStep:
         return Plan(
             title="Verify the database",
             target=describe_environment(env),
-            action=(
-                f"read the newest rows of {env.migrations_table}, compare with the migrations "
-                f"journal, count the largest tables, run {len(env.smoke_queries)} smoke quer(ies)"
-            ),
+            action=verify_words(env),
         )
 
     def run(self, ctx: StepContext) -> StepResult:

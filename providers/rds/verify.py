@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from bot.errors import RollbotError
 from bot.steps import Plan, StepContext, StepResult, register_step
+from providers.postgres.steps import verify_words
 from providers.rds.access import connection_url, rds_config, reachable_url
 
 
@@ -28,9 +29,8 @@ class RdsVerifyStep:
         return Plan(
             title="Verify the database on the restored instance",
             target=f"the restored copy of {cfg.instance_id or cfg.cluster_id}",
-            action=f"connect to the new endpoint{via} with the environment's credentials, read "
-            f"{env.migrations_table}, compare with the journal, run "
-            f"{len(env.smoke_queries)} smoke quer(ies)",
+            action=f"connect to the new endpoint{via} with the environment's credentials, "
+            f"{verify_words(env)}",
         )
 
     def run(self, ctx: StepContext) -> StepResult:
