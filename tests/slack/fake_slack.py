@@ -108,7 +108,8 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.groups: dict[str, list[str]] = {}
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
-        self.faults: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
+        # method -> [(status, headers, body, only to this channel or None)]
+        self.faults: dict[str, list[tuple[int, dict[str, str], dict[str, Any], str | None]]] = {}
         self.held: dict[str, threading.Event] = {}
         self.ws_url: str | None = None
         self.pending_uploads: dict[str, dict[str, Any]] = {}
@@ -146,10 +147,27 @@ class FakeSlack:
         self.server.server_close()
 
     # ------------------------------------------------------------ test helpers
-    def fail_next(self, method: str, status: int, headers: dict[str, str] | None = None) -> None:
+    def fail_next(
+        self,
+        method: str,
+        status: int,
+        headers: dict[str, str] | None = None,
+        channel: str | None = None,
+    ) -> None:
+        """The next call of ``method`` (to ``channel``, when given) fails with ``status``."""
         body = {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
         with self._lock:
-            self.faults.setdefault(method, []).append((status, headers or {}, body))
+            self.faults.setdefault(method, []).append((status, headers or {}, body, channel))
+
+    def _take_fault(
+        self, method: str, channel: Any
+    ) -> tuple[int, dict[str, str], dict[str, Any]] | None:
+        faults = self.faults.get(method, [])
+        for i, (status, headers, body, only) in enumerate(faults):
+            if only is None or channel in (only, CHANNELS.get(only)):  # by name or id
+                del faults[i]
+                return status, headers, body
+        return None
 
     def hold(self, method: str) -> threading.Event:
         """Keep answers to ``method`` waiting until the returned event is set (a slow Slack)."""
@@ -206,7 +224,7 @@ class FakeSlack:
         with self._cond:
             self.calls.append(Call(method, args, token))
             self._cond.notify_all()
-            fault = self.faults.get(method, []).pop(0) if self.faults.get(method) else None
+            fault = self._take_fault(method, args.get("channel"))
             gate = self.held.get(method)
         if gate is not None:
             gate.wait(60)

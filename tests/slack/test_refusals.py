@@ -12,6 +12,7 @@ import pytest
 from bot.models import AuditEvent
 from tests.slack.conftest import ALICE, BOB, MALLORY, REQUESTER
 from tests.slack.driver import Card, HttpTransport, SlackDriver
+from tests.slack.fake_slack import CHANNELS
 from tests.slack.signing import command_body
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -189,8 +190,8 @@ def test_rate_limits_and_server_errors_are_retried(http_driver: SlackDriver) -> 
 
 def test_thread_is_posted_again_after_slack_was_down(http_driver: SlackDriver) -> None:
     d = http_driver
-    for _ in range(6):  # more failures than the client retries: the thread post is lost
-        d.fake.fail_next("chat.postMessage", 500)
+    for _ in range(4):  # the post and the client's 3 retries of a 5xx: the thread post is lost
+        d.fake.fail_next("chat.postMessage", 500, channel="#incidents")
     d.rollback(REQUESTER, "production slack-down-marker")
     incident = d.fake.wait_for(
         lambda f: next(
@@ -199,7 +200,12 @@ def test_thread_is_posted_again_after_slack_was_down(http_driver: SlackDriver) -
         what="incident in the store",
     )
     d.fake.wait_for(lambda f: not f.faults.get("chat.postMessage"), what="faults used up")
-    time.sleep(0.5)
+    incidents = ("#incidents", CHANNELS["#incidents"])
+    tries = d.fake.find(
+        "chat.postMessage",
+        lambda a: a["channel"] in incidents and incident.ref in str(a) and not a.get("thread_ts"),
+    )
+    assert len(tries) == 4  # each answered 500: none of them took
     assert d.bot.get(incident.id).chat_thread is None  # the post failed, the incident did not
     d.mention(REQUESTER, "status", f"Ev{time.monotonic_ns()}")
     card = d.wait_card_for("slack-down-marker")
