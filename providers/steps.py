@@ -10,6 +10,8 @@ import providers.deploy.steps
 import providers.drizzle.steps
 import providers.neon.pitr
 import providers.neon.steps
+import providers.pgbackrest.restore_step
+import providers.pgbackrest.switch_steps
 import providers.postgres.steps
 import providers.postgres.triage_step
 import providers.postgres.undo_step

@@ -30,7 +30,7 @@ METHODS = (
     "Forward-fix (reverse migration)",
     "Snapshot restore (pg_dump)",
     "Development reset",
-    "Restore to before the migration (local PITR stand-in)",
+    "Point-in-time restore (pgBackRest, WAL replay)",
     "Hung migration (blocking session ended)",
 )
 
@@ -92,6 +92,15 @@ def test_drill_verifies_every_method_and_never_shows_the_password(
     assert "exactly the 25 orders written after the snapshot are gone" in text
     assert "a development reset loses all data by design" in text
     assert "0004_revert_0003_hasty_priority" in text  # drafted by rollbot's forward-fix
+    # Real WAL-replay PITR (acceptance 1): nothing missing up to the target, nothing after it.
+    assert re.search(
+        r"all \d+ rows written up to the restore point are present .*; 0 missing", text
+    )
+    assert re.search(r"0 of the \d+ rows written after the restore point are present", text)
+    assert "the pre-migration schema is back" in text
+    assert re.search(
+        r"phase times: restore [\d.]+s, WAL replay [\d.]+s, verify [\d.]+s, switch", text
+    )
     html = page.read_text()
     assert "<svg" in html and "<script" not in html
     assert html.count("<rect") >= 10  # one segment per step of every method
@@ -175,3 +184,22 @@ def test_migrations_folder_without_journal_is_refused(
     err = capsys.readouterr().err
     assert "no meta/_journal.json" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_without_pgbackrest_the_drill_says_so_in_one_line_and_runs_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import handlers.drill.pitr as pitr
+
+    monkeypatch.setattr(pitr, "available", lambda: False)
+    code = main(["drill", "--size", "2MB", "--output", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    skipped = [line for line in out.splitlines() if "pgBackRest" in line and "skipped" in line]
+    assert skipped == [
+        "point-in-time restore (pgBackRest) skipped: pgbackrest is not installed "
+        "(apt-get install -y pgbackrest)"
+    ]
+    rows = _table_rows(out)
+    assert set(rows) == set(METHODS) - {"Point-in-time restore (pgBackRest, WAL replay)"}
+    assert all(r[-1] == "yes" for r in rows.values())

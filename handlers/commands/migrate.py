@@ -163,6 +163,10 @@ def migrate(runtime: Runtime, env_name: str, override: str | None = None) -> int
     name = ", ".join(e.tag for e in pending)
     print(f"{env.name} ({env.tier}): {len(pending)} pending migration(s): {name}")
 
+    if env.pitr is not None:  # no healthy WAL archive, no point-in-time way back
+        from providers.pgbackrest.status import require_healthy_archive
+
+        print("\n".join(require_healthy_archive(env)))
     report = check_files([e.path for e in pending])
     print("\n".join(report.lines()))
     check_risk(report, env, override, telemetry, name)

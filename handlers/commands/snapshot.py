@@ -53,6 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"archive format (default {DEFAULT_FORMAT}: parallel dump and restore)",
     )
     p.add_argument("--jobs", type=int, default=2, help="parallel pg_dump jobs (default 2)")
+    p.add_argument(
+        "--physical",
+        nargs="?",
+        const="full",
+        choices=("full", "diff", "incr"),
+        help="a pgBackRest backup of the whole cluster ([pitr] section): full (default), diff, incr",
+    )
     p.add_argument("--keep-all", action="store_true", help="do not apply retention afterwards")
     p.add_argument("--dry-run", action="store_true", help="with --prune: only show what goes")
     p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
@@ -131,6 +138,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"no snapshots in {redact(storage.location)}", file=out)
         for snap in snaps:
             print(redact(snap.summary()), file=out)
+        if env.pitr is not None:
+            from providers.pgbackrest.status import status
+
+            for line in status(env, run_check=False).lines():
+                print(redact(line), file=out)
         return 0
     if args.verify:
         snap = verify_snapshot(storage, args.verify)
@@ -141,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
     if args.prune:
         _prune(env, storage, dry_run=args.dry_run)
         return _prune_kept_databases(env, dry_run=args.dry_run)
+    if args.physical:
+        return _physical(env, args)
     url = env.database_url()
     previous = next(
         (s for s in list_snapshots(storage) if s.format == args.format and s.manifest), None
@@ -168,6 +182,16 @@ def run(args: argparse.Namespace) -> int:
         print(redact(line), file=out)
     if not args.keep_all:
         _prune(env, storage, dry_run=False)
+    return 0
+
+
+def _physical(env: EnvironmentConfig, args: argparse.Namespace) -> int:
+    """``--physical``: a pgBackRest backup, progress on stderr, described on stdout."""
+    from providers.pgbackrest.backup import percent_printer, physical_backup
+
+    show = None if args.no_progress else percent_printer(lambda t: print(t, file=sys.stderr))
+    backup = physical_backup(env, args.physical, show)
+    print(f"physical backup written: {redact(backup.line())}")
     return 0
 
 

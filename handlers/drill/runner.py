@@ -29,6 +29,7 @@ from bot.errors import RollbotError
 from bot.redact import redact
 from bot.runbook import RUNBOOK
 from handlers.drill.dataset import DATA_SCHEMA_FOR_TEAM_FOLDERS, DatasetResult, create_tables, fill
+from handlers.drill.pitr import PitrPractice, unavailable_reason
 from handlers.drill.timing import MethodOutcome, StepTiming, TimingSink
 from handlers.runtime import Runtime, start_runtime
 from providers.drizzle.apply import DEFAULT_TABLE, apply_migrations
@@ -204,6 +205,7 @@ class Drill:
         self.runtime: Runtime | None = None
         self.baseline: Baseline | None = None
         self._env_vars: list[str] = []
+        self.pitr_practice: PitrPractice | None = None  # None: pgBackRest unavailable
 
     # -------------------------------------------------------------- setup
     def _folder(self) -> Path:
@@ -308,9 +310,11 @@ class Drill:
                 "development",
                 migrations_dir=self._copy_folder("development", without_newest=True),
             ),
-            "pitr": self._env("pitr", "production"),
             "hung-migration": self._env("hung-migration", "production"),
         }
+        if self.pitr_practice is not None:
+            self._env_vars.append("ROLLBOT_DRILL_PITR_URL")
+            envs["pitr"] = self.pitr_practice.environment("ROLLBOT_DRILL_PITR_URL")
         settings = Settings().model_copy(
             update={
                 "database_url": f"sqlite:///{self.output / 'drill-state.db'}",
@@ -479,17 +483,12 @@ class Drill:
 
     def _restore(self, outcome: MethodOutcome) -> None:
         assert self.cluster and self.baseline
-        key, method_id = outcome.key, outcome.method_id
+        key = outcome.key
         url = clone_database(self.cluster, f"shop_{key.replace('-', '_')}")
         snapshot = self._pre_deploy_snapshot(outcome, key, url)
-        migrated_at = self._apply_problematic(outcome, url)
+        self._apply_problematic(outcome, url)
         ids = self._write_after_snapshot(outcome, url)
-        options = (
-            {"snapshot": snapshot}
-            if method_id == "pg_dump_restore"
-            else {"restore_to": migrated_at.isoformat()}
-        )
-        done = self.incident(outcome, ["data_corruption"], options)
+        done = self.incident(outcome, ["data_corruption"], {"snapshot": snapshot})
         restore_step = next((s for s in done.steps if s.kind == "postgres.restore"), None)
         if restore_step is not None and restore_step.params.get("snapshot") != snapshot:
             outcome.problems.append(
@@ -509,7 +508,23 @@ class Drill:
         self._restore(outcome)
 
     def pitr(self, outcome: MethodOutcome) -> None:
-        self._restore(outcome)
+        assert self.pitr_practice is not None
+        self.pitr_practice.run(outcome)
+
+    def start_pitr(self) -> None:
+        """The pgBackRest practice's own archiving cluster; one line when it cannot run."""
+        reason = unavailable_reason()
+        if reason is None:
+            practice = PitrPractice(self)
+            try:
+                practice.start()
+                self.pitr_practice = practice
+                return
+            except Exception as exc:
+                practice.stop()
+                reason = f"its archiving cluster did not start: {redact(exc)}"
+        self.echo(f"point-in-time restore (pgBackRest) skipped: {reason}")
+        self.result.notes.append(f"point-in-time restore (pgBackRest) was not practised: {reason}")
 
     def development(self, outcome: MethodOutcome) -> None:
         assert self.cluster and self.baseline and self.runtime
@@ -616,6 +631,8 @@ class Drill:
             self.runtime.bot.store.dispose()
         if self.cluster is not None:
             self.cluster.stop()
+        if self.pitr_practice is not None:
+            self.pitr_practice.stop()
         if not self.options.keep:
             shutil.rmtree(self.backups, ignore_errors=True)
             shutil.rmtree(self.work, ignore_errors=True)
@@ -677,7 +694,7 @@ PRACTICE = (
     ("forward-fix", "forward_fix", "Forward-fix (reverse migration)"),
     ("snapshot-restore", "pg_dump_restore", "Snapshot restore (pg_dump)"),
     ("development", "dev_reset", "Development reset"),
-    ("pitr", "pitr", "Restore to before the migration (local PITR stand-in)"),
+    ("pitr", "pitr", "Point-in-time restore (pgBackRest, WAL replay)"),
     ("hung-migration", "stuck_migration", "Hung migration (blocking session ended)"),
 )
 
@@ -693,8 +710,11 @@ def run_drill(options: DrillOptions, echo: Echo = print) -> DrillResult:
     try:
         drill.start_cluster()
         drill.build_template()
+        drill.start_pitr()
         drill.start_core()
         for key, method_id, title in PRACTICE:
+            if key == "pitr" and drill.pitr_practice is None:
+                continue
             echo(f"practising: {title}")
             outcome = drill.outcome(key, method_id, title)
             try:

@@ -129,9 +129,17 @@ class PostgresPlans:
                     f"point-in-time restore on {self.name} is not built yet; use pg_dump restore "
                     "(or the platform's console, as the runbook describes)"
                 )
-            # Plain PostgreSQL has no PITR API: the local stand-in restores the newest
-            # verified snapshot taken before the chosen time.
-            return _restore("Restore the newest snapshot taken before the restore point", options)
+            if env.pitr is not None:  # real PITR from archived WAL (pgBackRest)
+                from providers.pgbackrest.plans import pitr_steps
+
+                return pitr_steps(options)
+            # No [pitr] tool configured: the local stand-in restores the newest verified
+            # snapshot taken before the chosen time, and its plan says so.
+            return _restore(
+                "Restore the newest snapshot taken before the restore point (no [pitr] tool "
+                "configured: a stand-in, writes after that snapshot are lost)",
+                options,
+            )
         if method_id == "pg_dump_restore":
             return _restore("Restore from a pg_dump snapshot", options)
         if method_id == "dev_reset":
