@@ -1,7 +1,9 @@
 """``rollbot drill``: the runbook's quarterly drill on a throwaway PostgreSQL (no Slack, no cloud),
-or with ``--env NAME`` on a throwaway branch of a Neon environment (its two Neon methods).
+or with ``--env NAME`` on a throwaway branch of a Neon environment (its two Neon methods), or,
+with ``--env NAME --allow-cost``, a PITR of an RDS or Cloud SQL environment into a new
+instance that is verified and deleted (``handlers/drill/managed.py``).
 
-Exit 0 when every method was verified (and, on Neon, every branch the drill made was
+Exit 0 when every method was verified (and every branch or instance the drill made was
 deleted), 1 when not, 2 on bad input (like every rollbot command) or when no PostgreSQL
 binaries are installed.
 """
@@ -18,6 +20,7 @@ from bot.errors import RollbotError
 from bot.redact import redact
 
 if TYPE_CHECKING:
+    from bot.config import Settings
     from handlers.drill.runner import DrillResult
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|k|m|g)?\s*$", re.IGNORECASE)
@@ -25,6 +28,7 @@ _UNITS = {"b": 1, "k": 1_000, "kb": 1_000, "m": 10**6, "mb": 10**6, "g": 10**9, 
 DEFAULT_SIZE = "300MB"
 MIN_SIZE = 1_000_000
 MAX_SIZE = 50 * 10**9
+MANAGED = ("rds", "cloudsql")  # restore into a new instance: handlers/drill/managed.py
 
 
 def parse_size(text: str) -> int:
@@ -46,9 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--env",
         metavar="NAME",
-        help="drill a Neon environment of the configuration instead: both Neon methods on a "
-        "throwaway child branch of its branch (deleted afterwards; its own branch is never "
-        "changed)",
+        help="drill an environment of the configuration instead: on Neon both Neon methods on "
+        "a throwaway child branch of its branch; on RDS or Cloud SQL a point-in-time restore "
+        "into a new instance (with --allow-cost); whatever the drill makes is deleted "
+        "afterwards and the environment's own database is never changed",
+    )
+    p.add_argument(
+        "--allow-cost",
+        action="store_true",
+        help="with --env on RDS or Cloud SQL: allow the drill to create a billable instance "
+        "(deleted at the end)",
     )
     p.add_argument("--size", help="size of the generated database (default 300MB)")
     p.add_argument(
@@ -75,7 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.env:
-        return run_neon(args)
+        return run_env(args)
+    if args.allow_cost:
+        raise RollbotError("--allow-cost is for --env on RDS or Cloud SQL environments")
     from handlers.drill.runner import DrillOptions, run_drill
 
     size = parse_size(args.size if args.size is not None else DEFAULT_SIZE)
@@ -92,10 +105,25 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def run_neon(args: argparse.Namespace) -> int:
-    from handlers.drill.neon import run_neon_drill
+def run_env(args: argparse.Namespace) -> int:
+    """By the environment's provider: Neon's drill, the managed one, or one line."""
     from handlers.runtime import load_config
 
+    refuse_local_flags(args)
+    settings = load_config(args.config)
+    env = settings.environment(args.env)
+    if env.provider == "neon":
+        return run_neon(args, settings)
+    if env.provider in MANAGED:
+        return run_managed(args, settings)
+    raise RollbotError(
+        f"environment {env.name!r} uses provider {env.provider!r}: `rollbot drill --env` drills "
+        "Neon, RDS and Cloud SQL environments (without --env the drill runs on a local "
+        "PostgreSQL)"
+    )
+
+
+def refuse_local_flags(args: argparse.Namespace) -> None:
     local_only = [
         flag
         for flag, given in (
@@ -108,9 +136,13 @@ def run_neon(args: argparse.Namespace) -> int:
     if local_only:
         raise RollbotError(
             f"{', '.join(local_only)}: only for the local drill; --env drills the "
-            "environment's own data and migrations folder, and always deletes its branches"
+            "environment's own data and migrations folder, and always deletes what it made"
         )
-    settings = load_config(args.config)
+
+
+def run_neon(args: argparse.Namespace, settings: Settings) -> int:
+    from handlers.drill.neon import run_neon_drill
+
     result = run_neon_drill(settings, args.env, args.output, echo)
     code = report(result, result.output)
     record_result(args.config, result, result.output, args.env)
@@ -120,6 +152,21 @@ def run_neon(args: argparse.Namespace) -> int:
             "(see the report); delete them in the Neon console",
             file=sys.stderr,
         )
+    return code
+
+
+def run_managed(args: argparse.Namespace, settings: Settings) -> int:
+    """RDS / Cloud SQL: refused without --allow-cost, before any API call."""
+    from handlers.drill.managed import cost_refusal, run_managed_drill
+
+    env = settings.environment(args.env)
+    if not args.allow_cost:
+        raise RollbotError(cost_refusal(env))
+    result = run_managed_drill(settings, args.env, args.output, echo)
+    code = report(result, result.output)
+    record_result(args.config, result, result.output, args.env)
+    for leftover in result.leftovers:
+        print(f"rollbot: the drill FAILED: left behind: {redact(leftover)}", file=sys.stderr)
     return code
 
 

@@ -18,7 +18,14 @@ from googleapiclient.errors import HttpError
 
 from providers.cloudsql.auth import HOW_TO_AUTHENTICATE, build_service
 from providers.cloudsql.config import CloudSqlConfig
-from providers.cloudsql.models import BackupRun, CloudSqlError, Instance, Operation, format_time
+from providers.cloudsql.models import (
+    BackupRun,
+    CloudSqlError,
+    Instance,
+    Operation,
+    format_time,
+    parse_time,
+)
 from providers.cloudsql.retrying import TRANSPORT_ERRORS, http_error, retrying, transport_error
 
 MAX_PAGES = 50
@@ -81,6 +88,22 @@ class CloudSqlClient:
             instance=instance,
             body=body,
         )
+
+    def delete_instance(self, name: str) -> Operation:
+        """Delete instance ``name`` (no final backup): only ever a copy rollbot made."""
+        return self._operation(
+            "DELETE", "instances.delete", self._api.instances().delete, instance=name
+        )
+
+    def latest_recovery_time(self, name: str) -> datetime | None:
+        """The latest time instance ``name`` can be cloned to, if Cloud SQL says one."""
+        data = self._call(
+            "GET",
+            "projects.instances.getLatestRecoveryTime",
+            self._api.projects().instances().getLatestRecoveryTime,
+            instance=name,
+        )
+        return self._parse(lambda: parse_time(data.get("latestRecoveryTime")))
 
     # -- backup runs --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ on-demand backup first, then the in-place restore, then verify. Every other meth
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from bot.config import EnvironmentConfig
 from bot.errors import RollbotError
 from bot.methods import StepSpec
 from bot.steps import DatabaseTarget
+from providers.cloudsql.access import cloudsql_config
 from providers.cloudsql.config import CloudSqlConfig
 from providers.postgres.plans import PostgresPlans
 
@@ -78,3 +80,27 @@ class CloudSqlPlans:
         from providers.cloudsql.verify import connection_url
 
         return connection_url(env, target)
+
+    # ------------------------------------------------ for ``rollbot drill --env`` (managed)
+    def drill_source(self, env: EnvironmentConfig) -> str:
+        cfg = cloudsql_config(env)
+        return f"Cloud SQL instance {cfg.instance} (project {cfg.project})"
+
+    def drill_options(self, env: EnvironmentConfig) -> dict[str, Any]:
+        """A clone (never ``from_backup``) to the latest time Cloud SQL can restore to."""
+        from providers.cloudsql.cleanup import latest_point
+
+        return {"restore_to": latest_point(env).isoformat()}
+
+    def delete_restored(
+        self,
+        env: EnvironmentConfig,
+        params: dict[str, Any],
+        target: DatabaseTarget | None,
+        incident_ref: str,
+        report: Callable[[str], None],
+    ) -> list[str]:
+        """Delete the instance the drill's clone made (``instances.delete``, to DONE)."""
+        from providers.cloudsql.cleanup import delete_restored
+
+        return delete_restored(env, params, target, report)

@@ -4,6 +4,7 @@ restore, triage, app rollback) is PostgreSQL and runs as there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from bot.methods import StepSpec
 from bot.steps import DatabaseTarget
 from providers.postgres.plans import PostgresPlans
 from providers.rds import access
+from providers.rds.choice import LATEST
 from providers.rds.config import RdsConfig
 
 
@@ -44,3 +46,29 @@ class RdsPlans:
     def connection_url(self, env: EnvironmentConfig, target: DatabaseTarget) -> str:
         """The restored instance's connection string for the app (the source's credentials)."""
         return access.connection_url(env, target)
+
+    # ------------------------------------------------ for ``rollbot drill --env`` (managed)
+    def drill_source(self, env: EnvironmentConfig) -> str:
+        cfg = access.rds_config(env)
+        return (
+            f"Aurora cluster {cfg.cluster_id}"
+            if cfg.cluster_id
+            else f"RDS instance {cfg.instance_id}"
+        )
+
+    def drill_options(self, env: EnvironmentConfig) -> dict[str, Any]:
+        """A drill restores to the latest restorable time (a person's choice, here the drill's)."""
+        return {"snapshot": LATEST}
+
+    def delete_restored(
+        self,
+        env: EnvironmentConfig,
+        params: dict[str, Any],
+        target: DatabaseTarget | None,
+        incident_ref: str,
+        report: Callable[[str], None],
+    ) -> list[str]:
+        """Delete the copy the drill's ``rds.pitr`` made and wait until it is gone."""
+        from providers.rds.cleanup import delete_restored
+
+        return delete_restored(env, params, target, incident_ref, report)

@@ -1,8 +1,9 @@
 """What the fake Cloud SQL project does with each Admin API method it models.
 
-Refusals follow Google's: 404 for an unknown instance, backup run or operation, 409 for a
-clone onto an existing name, 400 for a clone Cloud SQL cannot make (PITR off, a time outside
-the log window or in the future) or a restore from a backup run that is not SUCCESSFUL.
+Refusals follow Google's: 404 for an unknown instance (to get, clone or delete), backup run
+or operation, 409 for a clone onto an existing name, 400 for a clone Cloud SQL cannot make
+(PITR off, a time outside the log window or in the future) or a restore from a backup run
+that is not SUCCESSFUL.
 Changes start an operation; their effect lands when the operation is polled to DONE.
 """
 
@@ -20,6 +21,7 @@ from tests.cloudsql_api.resources import (
     FakeBackupRun,
     FakeInstance,
     FakeOperation,
+    rfc3339,
     utc_now,
 )
 
@@ -77,6 +79,8 @@ class FakeProject:
     failing_operations: list[tuple[str | None, str, str]] = field(default_factory=list)
     on_clone: Hook | None = None  # the tests' stand-in for the data a clone holds
     on_restore: Hook | None = None
+    deleted: list[str] = field(default_factory=list)  # instances.delete that reached DONE
+    recovery_lag: timedelta = timedelta(seconds=1)  # latestRecoveryTime is this far behind
     _ids: Any = field(default_factory=lambda: itertools.count(1_700_000_000_001))
 
     # -- helpers --------------------------------------------------------------------------
@@ -179,6 +183,32 @@ class FakeProject:
                     self.on_restore(target)
 
         return self._start("RESTORE_VOLUME", target.name, effect)
+
+    def do_instances_delete(self, call: Call) -> dict[str, Any]:
+        """PENDING_DELETE at once; gone when the DELETE operation is DONE (unless it failed)."""
+        target = self.instance(call.path["instance"])
+        before, target.state = target.state, "PENDING_DELETE"
+
+        def effect(failed: bool) -> None:
+            if failed:
+                target.state = before
+            else:
+                self.instances.pop(target.name, None)
+                self.deleted.append(target.name)
+
+        return self._start("DELETE", target.name, effect)
+
+    def do_projects_instances_getLatestRecoveryTime(self, call: Call) -> dict[str, Any]:
+        source = self.instance(call.path["instance"])
+        if not source.pitr_enabled:
+            raise ApiError(400, "Point-in-time recovery is not enabled for this instance.")
+        now = utc_now()
+        window = timedelta(days=source.retention_days or 7)
+        return {
+            "kind": "sql#getLatestRecoveryTime",
+            "latestRecoveryTime": rfc3339(now - self.recovery_lag),
+            "earliestRecoveryTime": rfc3339(max(now - window, source.created)),
+        }
 
     def do_backupRuns_insert(self, call: Call) -> dict[str, Any]:
         instance = self.instance(call.path["instance"])

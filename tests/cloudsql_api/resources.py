@@ -99,7 +99,7 @@ class FakeBackupRun:
 @dataclass
 class FakeOperation:
     name: str
-    operation_type: str  # CLONE, BACKUP_VOLUME, RESTORE_VOLUME
+    operation_type: str  # CLONE, BACKUP_VOLUME, RESTORE_VOLUME, DELETE
     instance: str
     running_polls: int  # GETs answered RUNNING before DONE
     effect: Callable[[bool], None]  # called once when DONE; True when it ended with an error
