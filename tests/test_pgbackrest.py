@@ -207,6 +207,10 @@ def test_pitr_status_shows_the_window_and_warns_when_archiving_fails(
     assert main(["--config", str(cfg), "pitr", "status", "--env", "production"]) == 0
     out = capsys.readouterr().out
     assert "backups (1):" in out and "(full)" in out and "restorable window: " in out
+    assert main(["--config", str(cfg), "check-config"]) == 0  # check-config asks pgBackRest too
+    out = capsys.readouterr().out
+    assert "  pitr production: pgBackRest stanza " in out and "restorable window: " in out
+    assert "WARNING" not in out
 
     assert (
         main(["--config", str(cfg), "snapshot", "--env", "production", "--physical", "incr"]) == 0
@@ -230,6 +234,8 @@ def test_pitr_status_shows_the_window_and_warns_when_archiving_fails(
     assert main(["--config", str(cfg), "pitr", "status", "--env", "production", "--no-check"]) == 1
     err = capsys.readouterr().err
     assert "WAL archiving is FAILING" in err
+    assert main(["--config", str(cfg), "check-config"]) == 0  # a warning, not a config error
+    assert "  WARNING: production: " in capsys.readouterr().out
     # ... and rollbot migrate refuses to start a migration there (no PITR way back).
     from providers.pgbackrest.status import require_healthy_archive
 

@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         f"{settings.business_hours.timezone}"
     )
     print(f"  after hours: {paging_line(settings)}")
+    for line in pitr_lines(settings):
+        print(line)
     for name in missing:
         print(f"  note: {name} is not set in this shell")
     return 0
@@ -66,6 +68,22 @@ def paging_line(settings: Settings) -> str:
             f"no CTO escalation (${pd.cto_routing_key_env or 'cto_routing_key_env'} is not set)"
         )
     return "; ".join(parts)
+
+
+def pitr_lines(settings: Settings) -> list[str]:
+    """For each environment with a PITR tool: what it can restore, by asking the tool
+    (``pgbackrest check`` and ``info``); a failing or lagging archive is a WARNING line."""
+    from providers.pgbackrest.status import status
+
+    lines = []
+    for env in settings.environments.values():
+        if env.pitr is None:
+            continue
+        found = status(env)
+        lines += [f"  pitr {line}" for line in found.lines()[:1]]
+        lines += [f"    {line}" for line in found.lines()[1:] if not line.startswith("PROBLEM")]
+        lines += [f"  WARNING: {env.name}: {w}" for w in found.warnings]
+    return lines
 
 
 def tier_lines(settings: Settings) -> list[str]:
