@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from bot.errors import RollbotError
 
 # into_new: restore into a new branch or instance and switch to it, rather than in place.
-RESTORE_FLAGS = ("accept_other_source", "no_owner", "no_acl", "into_new")
+RESTORE_FLAGS = ("accept_other_source", "no_owner", "no_acl", "into_new", "in_place")
 
 
 def parse_restore_time(text: str, timezone: str) -> datetime:

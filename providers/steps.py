@@ -10,6 +10,7 @@ import providers.deploy.steps
 import providers.drizzle.steps
 import providers.neon.pitr
 import providers.neon.steps
+import providers.pgbackrest.delta
 import providers.pgbackrest.restore_step
 import providers.pgbackrest.switch_steps
 import providers.postgres.steps

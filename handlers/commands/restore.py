@@ -38,6 +38,12 @@ def _restore_options(p: argparse.ArgumentParser) -> None:
         help="restore into a new branch or instance (e.g. Neon's restored-YYYYMMDD-HHMMSS) and "
         "point the app at it, leaving the current one as it is",
     )
+    p.add_argument(
+        "--in-place",
+        action="store_true",
+        help="pgBackRest: restore over the live cluster (--delta) after a verified safety "
+        "backup, instead of into a new cluster that is verified before the switch",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
