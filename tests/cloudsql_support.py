@@ -30,6 +30,7 @@ from providers.drizzle.apply import apply_migrations
 from providers.drizzle.journal import read_journal
 from providers.postgres.cluster import ThrowawayCluster
 from tests.cloudsql_api import SPEC_PATH, CloudSqlApiServer, missing_spec_reason, spec_available
+from tests.config_text import TEAM_HEAD
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "handlers" / "drill" / "example_migrations"
 BEFORE_HEAD = "0002_tidy_logins"
@@ -39,16 +40,9 @@ SOURCE_IP = "192.0.2.10"
 URL_ENV = "CLOUDSQL_TEST_DATABASE_URL"
 _names = itertools.count(1)
 
-CONFIG = """
-database_url = "sqlite:///{state}"
-audit_log = "audit.log"
-
-[cli.identities]
-{os_user} = ["alice", "bob"]
-
-[approvals]
-users = ["alice", "bob"]
-
+CONFIG = (
+    TEAM_HEAD
+    + """
 [environments.production]
 tier = "production"
 provider = "cloudsql"
@@ -65,6 +59,7 @@ poll_seconds = 0.02
 api_wait_seconds = 2
 connect_port = {port}
 """
+)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from handlers.runtime import load_config
 from providers.drizzle.apply import apply_migrations
 from providers.drizzle.journal import read_journal
 from providers.postgres.cluster import ThrowawayCluster
+from tests.config_text import TEAM_HEAD
 from tests.neon_api import NeonApiServer, missing_spec_reason, spec_available
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "handlers" / "drill" / "example_migrations"
@@ -28,16 +29,9 @@ API_KEY = "neon-test-key-7f3a9c1e5b"
 BEFORE_HEAD = "0002_tidy_logins"
 PROBLEMATIC = "0003_hasty_priority"
 
-CONFIG = """
-database_url = "sqlite:///{state}"
-audit_log = "audit.log"
-
-[cli.identities]
-{os_user} = ["alice", "bob"]
-
-[approvals]
-users = ["alice", "bob"]
-
+CONFIG = (
+    TEAM_HEAD
+    + """
 [environments.staging]
 tier = "staging"
 provider = "neon"
@@ -62,6 +56,7 @@ api_url = "{api_url}"
 api_key_env = "NEON_TEST_API_KEY"
 poll_seconds = 0.05
 """
+)
 
 
 @dataclass

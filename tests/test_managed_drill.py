@@ -32,6 +32,7 @@ from providers.drizzle.journal import read_journal
 from providers.rds.client import RdsClient
 from tests import cloudsql_support
 from tests.cloudsql_support import INSTANCE, CloudSqlSetup
+from tests.config_text import TEAM_HEAD
 from tests.neon_fixtures import BEFORE_HEAD, EXAMPLE
 from tests.rds_support import SECRET_KEY, MotoRds, moto_rds, moto_server  # noqa: F401
 
@@ -40,16 +41,9 @@ cloudsql_setup = cloudsql_support.cloudsql_setup  # the fixture, for this module
 SOURCE = "orders-prod"
 URL_ENV = "RDS_DRILL_TEST_URL"
 
-RDS_CONFIG = """
-database_url = "sqlite:///{state}"
-audit_log = "audit.log"
-
-[cli.identities]
-{os_user} = ["alice", "bob"]
-
-[approvals]
-users = ["alice", "bob"]
-
+RDS_CONFIG = (
+    TEAM_HEAD
+    + """
 [environments.production]
 tier = "production"
 provider = "rds"
@@ -68,6 +62,7 @@ max_wait_minutes = 2
 connect_host = "127.0.0.1"
 connect_port = {port}
 """
+)
 
 
 @dataclass

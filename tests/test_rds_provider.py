@@ -30,6 +30,7 @@ from handlers.runtime import load_config
 from providers.drizzle.apply import apply_migrations
 from providers.drizzle.journal import read_journal
 from providers.rds.client import RdsClient, RdsError
+from tests.config_text import TEAM_HEAD
 from tests.neon_fixtures import BEFORE_HEAD, EXAMPLE
 from tests.rds_support import SECRET_KEY, MotoRds, moto_rds, moto_server  # noqa: F401
 from tests.waiting import wait_until
@@ -38,16 +39,9 @@ pytestmark = pytest.mark.postgres
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = "orders-prod"
 
-CONFIG = """
-database_url = "sqlite:///{state}"
-audit_log = "audit.log"
-
-[cli.identities]
-{os_user} = ["alice", "bob"]
-
-[approvals]
-users = ["alice", "bob"]
-
+CONFIG = (
+    TEAM_HEAD
+    + """
 [environments.production]
 tier = "production"
 provider = "rds"
@@ -63,6 +57,7 @@ connect_host = "127.0.0.1"
 connect_port = {pg_port}
 {extra}
 """
+)
 
 
 @dataclass
