@@ -21,9 +21,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import DateTime, Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.models import InboxItem, Step, utcnow
 from bot.redact import redact
@@ -43,7 +44,48 @@ class InboxStatus(StrEnum):
 
 UNFINISHED = (InboxStatus.PENDING.value, InboxStatus.CLAIMED.value)
 COUNT_EVERY = 0.2
+NOW = bindparam("now", type_=DateTime())
 BACKLOG = select(func.count()).select_from(InboxItem).where(InboxItem.status.in_(UNFINISHED))
+
+
+def _claimable() -> ColumnElement[bool]:
+    """Pending, or claimed by a worker whose lease ran out (before ``:now``)."""
+    return or_(
+        InboxItem.status == InboxStatus.PENDING.value,
+        and_(InboxItem.status == InboxStatus.CLAIMED.value, InboxItem.lease_until <= NOW),
+    )
+
+
+def _candidates() -> Select[tuple[int]]:
+    """The rows a worker may claim at ``:now``, oldest first: any row of no incident, and the
+    oldest unfinished row of an incident none of whose rows is being handled. Built once:
+    the worker asks it many times a second."""
+    older = aliased(InboxItem)
+    first_of_incident = (
+        select(func.min(older.id))
+        .where(older.incident_id == InboxItem.incident_id, older.status.in_(UNFINISHED))
+        .scalar_subquery()
+    )
+    busy = select(older.incident_id).where(
+        older.status == InboxStatus.CLAIMED.value,
+        older.lease_until > NOW,
+        older.incident_id.is_not(None),
+    )
+    return (
+        select(InboxItem.id)
+        .where(
+            _claimable(),
+            or_(
+                InboxItem.incident_id.is_(None),
+                and_(InboxItem.incident_id.not_in(busy), InboxItem.id == first_of_incident),
+            ),
+        )
+        .order_by(InboxItem.id)
+        .limit(8)
+    )
+
+
+CANDIDATES = _candidates()
 
 
 class Acceptance(StrEnum):
@@ -122,34 +164,8 @@ class Inbox:
     def claim(self, worker_id: str) -> InboxItem | None:
         """The next row this worker may handle (oldest first, one per incident), or None."""
         now = self.clock()
-        claimable = or_(
-            InboxItem.status == InboxStatus.PENDING.value,
-            and_(InboxItem.status == InboxStatus.CLAIMED.value, InboxItem.lease_until <= now),
-        )
-        older = aliased(InboxItem)
-        first_of_incident = (
-            select(func.min(older.id))
-            .where(older.incident_id == InboxItem.incident_id, older.status.in_(UNFINISHED))
-            .scalar_subquery()
-        )
-        busy = select(older.incident_id).where(
-            older.status == InboxStatus.CLAIMED.value,
-            older.lease_until > now,
-            older.incident_id.is_not(None),
-        )
         with self.store.read() as session:  # idle polling never takes SQLite's write lock
-            candidates = session.scalars(
-                select(InboxItem.id)
-                .where(
-                    claimable,
-                    or_(
-                        InboxItem.incident_id.is_(None),
-                        and_(InboxItem.incident_id.not_in(busy), InboxItem.id == first_of_incident),
-                    ),
-                )
-                .order_by(InboxItem.id)
-                .limit(8)
-            ).all()
+            candidates = session.scalars(CANDIDATES, {"now": now}).all()
         if not candidates:
             return None
         values = {
@@ -159,8 +175,8 @@ class Inbox:
             "attempts": InboxItem.attempts + 1,
         }
         for item_id in candidates:
-            taking = update(InboxItem).where(InboxItem.id == item_id, claimable).values(values)
-            if self.store.execute_once(taking):
+            taking = update(InboxItem).where(InboxItem.id == item_id, _claimable()).values(values)
+            if self.store.execute_once(taking, {"now": now}):
                 with self.store.read() as session:
                     return session.get(InboxItem, item_id)
         return None

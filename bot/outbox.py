@@ -226,13 +226,15 @@ class Deliverer:
 
     def _claim(self) -> tuple[OutboxItem, Incident | None] | None:
         """Look with a read first (an idle deliverer never takes SQLite's write lock), then
-        claim the first ready row by compare-and-set."""
+        claim the first ready row by compare-and-set. One query reads the rows with their
+        incidents: whether a row is held is decided on what it returned."""
         now = self.clock()
         stale = now - timedelta(seconds=CLAIM_SECONDS)
         unclaimed = or_(OutboxItem.claimed_at.is_(None), OutboxItem.claimed_at < stale)
         with self.store.read() as session:
-            rows = session.scalars(
-                select(OutboxItem)
+            rows = session.execute(
+                select(OutboxItem, Incident)
+                .outerjoin(Incident, Incident.id == OutboxItem.incident_id)
                 .where(
                     OutboxItem.sent_at.is_(None),
                     OutboxItem.given_up_at.is_(None),
@@ -243,27 +245,20 @@ class Deliverer:
                 .order_by(OutboxItem.id)
                 .limit(20)
             ).all()
-            ready = [r.id for r in rows if not self._held(session, r)]
-        if not ready:
-            return None
-        with self.store.session() as session:
-            for row_id in ready:
-                won = session.execute(
-                    update(OutboxItem)
-                    .where(OutboxItem.id == row_id, OutboxItem.sent_at.is_(None), unclaimed)
-                    .values(claimed_by=self.worker_id, claimed_at=now)
-                ).rowcount
-                if won:
-                    row = session.get(OutboxItem, row_id)
-                    incident = session.get(Incident, row.incident_id) if row.incident_id else None
-                    session.expunge_all()
-                    return row, incident
+            session.expunge_all()
+        ready = [(row, incident) for row, incident in rows if not self._held(row, incident)]
+        for row, incident in ready:
+            won = self.store.execute_once(
+                update(OutboxItem)
+                .where(OutboxItem.id == row.id, OutboxItem.sent_at.is_(None), unclaimed)
+                .values(claimed_by=self.worker_id, claimed_at=now)
+            )
+            if won:
+                return row, incident
         return None
 
-    def _held(self, session: Session, row: OutboxItem) -> bool:
-        if row.incident_id is None:
-            return False
-        return self.not_yet(session.get(Incident, row.incident_id), row)
+    def _held(self, row: OutboxItem, incident: Incident | None) -> bool:
+        return incident is not None and self.not_yet(incident, row)
 
     def _deliver(self, row: OutboxItem, incident: Incident | None) -> int:
         link = self.link_for(incident) if incident is not None else None
