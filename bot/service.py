@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -807,7 +807,9 @@ class Rollbot:
     def auto_tick(self, ref: int | str, item_id: str, evidence: str) -> None:
         """An adapter did a checklist item itself (e.g. told the team in Slack)."""
         with self.store.session() as session:
-            incident = self._load(session, ref)
+            incident = session.get(Incident, parse_ref(ref))  # the ticks need no steps
+            if incident is None:
+                raise NotFoundError(f"no incident {ref!r}")
             if incident.state in OPEN_STATES:
                 self._auto_tick(session, incident, {item_id: evidence})
 
@@ -1017,10 +1019,14 @@ class Rollbot:
     def attach_chat(
         self, ref: int | str, channel: str, thread: str, message: str | None = None
     ) -> None:
-        with self.store.session() as session:
-            incident = self._load(session, ref)
-            incident.chat_channel, incident.chat_thread = channel, thread
-            incident.chat_message = message or incident.chat_message
+        """Where the incident lives in chat; a missing card message keeps the one recorded."""
+        values = {"chat_channel": channel, "chat_thread": thread}
+        if message:
+            values["chat_message"] = message
+        if not self.store.execute_once(
+            update(Incident).where(Incident.id == parse_ref(ref)).values(values)
+        ):
+            raise NotFoundError(f"no incident {ref!r}")
 
     def decide_step(self, ref: int | str, step_id: int, actor: str, decision: str) -> Incident:
         """A person decides about a step: one a crash interrupted (retry, skip or abandon) or

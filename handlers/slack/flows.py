@@ -160,8 +160,7 @@ class IncidentFlows:
                 incident.id,
                 "before.notify_team",
                 f"incident thread posted in {self.settings.slack.incidents_channel}",
-            )
-            incident = self.bot.get(incident.id)  # the card shows the tick
+            )  # the card reads the ticks itself: the incident need not be read again
         else:
             channel, thread = incident.chat_channel, incident.chat_thread
         card_text, card_blocks = blocks.incident_card(self.card_view(incident))

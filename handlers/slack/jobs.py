@@ -19,7 +19,7 @@ from typing import NoReturn
 from bot.authz import Action
 from bot.errors import DuplicateRequestError, RollbotError, TamperedRequestError
 from bot.inbox import InboxStatus
-from bot.models import InboxItem, utcnow
+from bot.models import InboxItem, Incident, utcnow
 from bot.request_context import MAX_WAIT, RequestContext, handling
 from handlers.runtime import Runtime
 from handlers.slack import blocks, interactions
@@ -237,10 +237,9 @@ class SlackJobs:
         incident = self.flows.open(
             item.actor, p.get("environment"), p.get("description") or "", "slack"
         )
-        self._tell_opened(reply, incident.id)
+        self._tell_opened(reply, incident)
 
-    def _tell_opened(self, reply: ReplyTo, incident_id: int) -> None:
-        incident = self.bot.get(incident_id)
+    def _tell_opened(self, reply: ReplyTo, incident: Incident) -> None:
         link = blocks.thread_link(incident.chat_channel, incident.chat_thread)
         text = f"Opened {incident.ref}: <{link}|incident thread>"
         if reply.thread_ts:  # a mention: answer where it was asked
