@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +53,7 @@ from bot.redact import register_secret, scrub_user_text
 from bot.request_context import current_request, decision_time
 from bot.restore_choice import restore_options
 from bot.runbook import RUNBOOK, Choice
+from bot.shared_reads import SharedReads
 from bot.steps import Plan, RestoreSource, StepContext, build_step
 from bot.store import Store, open_store
 
@@ -568,6 +569,26 @@ class Rollbot:
         specs = plan_steps(method_id, env, options)
         ctx = self._context(incident, env)
         return [build_step(s.kind, s.params).plan(ctx) for s in specs]
+
+    def previews(
+        self, incident: Incident, method_ids: Sequence[str]
+    ) -> dict[str, list[Plan] | RollbotError]:
+        """Each method's plan previews (or why it cannot run), for a card offering them all:
+        one read of the incident, and the target read once for all of them."""
+        try:
+            env = self.environment_of(incident)
+        except RollbotError as exc:
+            return dict.fromkeys(method_ids, exc)
+        out: dict[str, list[Plan] | RollbotError] = {}
+        with SharedReads() as reads:
+            ctx = self._context(incident, env, reads=reads)
+            for method_id in method_ids:
+                try:
+                    specs = plan_steps(method_id, env)
+                    out[method_id] = [build_step(s.kind, s.params).plan(ctx) for s in specs]
+                except RollbotError as exc:
+                    out[method_id] = exc
+        return out
 
     def choose_method(
         self, ref: int | str, method_id: str, actor: str, options: dict[str, Any] | None = None
@@ -1150,6 +1171,7 @@ class Rollbot:
         incident: Incident,
         env: EnvironmentConfig,
         report: Callable[[str], None] | None = None,
+        reads: SharedReads | None = None,
     ) -> StepContext:
         shared: dict[str, Any] = {}
         results: list[dict[str, Any]] = []
@@ -1174,4 +1196,5 @@ class Rollbot:
                 "requester": incident.requester,
                 "method": incident.method or "",
             },
+            reads=reads,
         )

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from bot.config import EnvironmentConfig, Settings
 from bot.errors import RollbotError
 from bot.redact import redact
+from bot.shared_reads import SharedReads
 from bot.shell import TIMEOUT_EXIT, command_environment, run_streaming
 
 Reporter = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,21 @@ class StepContext:
     store_external: Callable[[dict[str, Any]], None] = lambda _data: None
     # The incident's ref, environment, tier, requester and method, for the team's templates.
     facts: dict[str, str] = field(default_factory=dict)
+    # Set while a card previews several methods: what their plans read once (see SharedReads).
+    reads: SharedReads | None = None
 
     def heartbeat(self) -> None:
         """Called by long steps; the executor refreshes the step's lease."""
+
+    def read_once(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, or what it gave earlier in the same render."""
+        return compute() if self.reads is None else self.reads.value(key, compute)
+
+    def opened(
+        self, key: Hashable, open_: Callable[[], AbstractContextManager[T]]
+    ) -> AbstractContextManager[T]:
+        """A resource of the step's own, or the one the render's other plans share."""
+        return open_() if self.reads is None else nullcontext(self.reads.resource(key, open_))
 
     def has_safety_snapshot(self) -> bool:
         return any(declares_safety(r) for r in self.results)

@@ -121,6 +121,7 @@ class IncidentFlows:
         self, incident: Incident, method_ids: tuple[str, ...]
     ) -> list[blocks.MethodOption]:
         options = []
+        previews = self.bot.previews(incident, method_ids)
         for n, method_id in enumerate(method_ids):
             method = RUNBOOK.method(method_id)
             opt = blocks.MethodOption(
@@ -131,10 +132,11 @@ class IncidentFlows:
                 data_loss=method.data_loss,
                 scenario=_scenario_of(method_id, incident),
             )
-            try:
-                opt.plans = self.bot.preview(incident.id, method_id)
-            except RollbotError as exc:
-                opt.unavailable = str(exc)
+            plans = previews[method_id]
+            if isinstance(plans, RollbotError):
+                opt.unavailable = str(plans)
+            else:
+                opt.plans = plans
             options.append(opt)
         return options
 

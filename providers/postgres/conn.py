@@ -7,7 +7,8 @@ becomes a :class:`ProviderError` naming host and database, never the password.
 from __future__ import annotations
 
 import re
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -15,6 +16,9 @@ import psycopg
 from bot.config import EnvironmentConfig
 from bot.errors import ProviderError, RollbotError
 from bot.redact import redact, register_secret
+
+if TYPE_CHECKING:
+    from bot.steps import StepContext
 
 
 def describe(url: str) -> str:
@@ -63,6 +67,13 @@ def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
         return psycopg.connect(url, autocommit=autocommit, **kwargs)
     except psycopg.Error as exc:
         raise ProviderError(f"cannot connect to {describe(url)}: {_reason(exc)}") from None
+
+
+def plan_connection(ctx: StepContext) -> AbstractContextManager[psycopg.Connection]:
+    """An autocommit connection to the step's target for reading its plan; while a card
+    previews several methods, the one connection they all read through."""
+    url = ctx.environment.database_url()
+    return ctx.opened(("postgres", url), lambda: connect(url, autocommit=True))
 
 
 def server_major_version(conn: psycopg.Connection) -> int:

@@ -6,6 +6,7 @@ says what will change and what may be lost, ``run()`` does it and reports.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -423,13 +424,19 @@ class RestoreStep:
         }
 
     def plan(self, ctx: StepContext) -> Plan:
-        from providers.postgres.conn import connect
+        # pg_dump restore and PITR's local stand-in preview the same restore on one card
+        return ctx.read_once(
+            ("postgres.restore", dataclasses.astuple(self)), lambda: self._plan(ctx)
+        )
+
+    def _plan(self, ctx: StepContext) -> Plan:
+        from providers.postgres.conn import plan_connection
         from providers.postgres.restore import plan_restore
         from providers.postgres.snapshot import get_snapshot, migrations_head
 
         env = ctx.environment
         storage = storage_of(env)
-        with connect(env.database_url()) as conn:  # one connection for the whole preview
+        with plan_connection(ctx) as conn:  # one connection for the whole preview
             current = None if self.snapshot else migrations_head(conn, env.migrations_table)
             name = self._choose(storage, current)
             preview = plan_restore(

@@ -18,8 +18,14 @@ from typing import Any, ClassVar
 
 from bot.errors import RollbotError
 from bot.steps import Plan, StepContext, StepResult, register_step
-from providers.postgres.conn import describe
-from providers.postgres.triage import ActivityListing, Backend, activity, terminate
+from providers.postgres.conn import describe, plan_connection
+from providers.postgres.triage import (
+    ActivityListing,
+    Backend,
+    activity,
+    list_activity,
+    terminate,
+)
 from providers.postgres.triage import plan as triage_plan
 
 
@@ -77,7 +83,8 @@ class TerminateBlockerStep:
     safety_snapshot: ClassVar[str] = "not_applicable"
 
     def _listing(self, ctx: StepContext) -> ActivityListing:
-        return activity(ctx.environment.database_url())
+        with plan_connection(ctx) as conn:
+            return list_activity(conn)
 
     def _choose(self, listing: ActivityListing) -> Backend:
         if self.pid is None:
