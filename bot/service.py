@@ -566,9 +566,16 @@ class Rollbot:
         """Plan previews for a method without choosing it (for the alternatives)."""
         incident = self.get(ref)
         env = self.environment_of(incident)
-        specs = plan_steps(method_id, env, options)
-        ctx = self._context(incident, env)
-        return [build_step(s.kind, s.params).plan(ctx) for s in specs]
+        return self._plans(method_id, env, self._context(incident, env), options)
+
+    @staticmethod
+    def _plans(
+        method_id: str,
+        env: EnvironmentConfig,
+        ctx: StepContext,
+        options: dict[str, Any] | None = None,
+    ) -> list[Plan]:
+        return [build_step(s.kind, s.params).plan(ctx) for s in plan_steps(method_id, env, options)]
 
     def previews(
         self, incident: Incident, method_ids: Sequence[str]
@@ -584,8 +591,7 @@ class Rollbot:
             ctx = self._context(incident, env, reads=reads)
             for method_id in method_ids:
                 try:
-                    specs = plan_steps(method_id, env)
-                    out[method_id] = [build_step(s.kind, s.params).plan(ctx) for s in specs]
+                    out[method_id] = self._plans(method_id, env, ctx)
                 except RollbotError as exc:
                     out[method_id] = exc
         return out
