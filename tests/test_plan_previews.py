@@ -97,3 +97,40 @@ def test_a_card_previews_all_methods_through_one_connection(
                 for p in alone  # type: ignore[union-attr]
             ]
     wait_until(lambda: _rollbot_sessions(pg_url) == 0, "the shared connection to close")
+
+
+@pytest.mark.postgres
+def test_a_preview_whose_target_session_is_ended_shows_the_method_unavailable(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore's swap ends every session on the target, the card's own read too: the card
+    still renders, with the methods that read through it marked unavailable for now."""
+    from providers.postgres import snapshot as pg_snapshot
+
+    monkeypatch.setenv("ROLLBOT_TEST_PROD_URL", pg_url)
+    settings = load_settings(write_config(tmp_path, f"sqlite:///{tmp_path / 'state.db'}"))
+    create_snapshot(pg_url, open_storage(settings.environment("production").backups))
+    register_provider_steps()
+    bot = Rollbot.open(settings)
+    incident = bot.answer(
+        bot.open_incident("alice", "bad data", environment="production").id,
+        "data_corruption",
+        "alice",
+    )
+    methods = bot.allowed_methods(incident)
+    real_head = pg_snapshot.migrations_head
+
+    def head_after_the_swap_ended_us(conn: psycopg.Connection, table: str) -> object:
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        return real_head(conn, table)
+
+    monkeypatch.setattr(pg_snapshot, "migrations_head", head_after_the_swap_ended_us)
+    shared = bot.previews(incident, methods)
+    cut = {m: p for m, p in shared.items() if isinstance(p, RollbotError)}
+    assert any("lost the connection" in str(exc) for exc in cut.values()), shared
+
+    monkeypatch.setattr(pg_snapshot, "migrations_head", real_head)
+    again = bot.previews(incident, methods)
+    assert not any("lost the connection" in str(p) for p in again.values()), again
+    wait_until(lambda: _rollbot_sessions(pg_url) == 0, "the cut and the new connection to close")

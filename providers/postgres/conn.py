@@ -7,7 +7,8 @@ becomes a :class:`ProviderError` naming host and database, never the password.
 from __future__ import annotations
 
 import re
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -69,11 +70,24 @@ def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Con
         raise ProviderError(f"cannot connect to {describe(url)}: {_reason(exc)}") from None
 
 
-def plan_connection(ctx: StepContext) -> AbstractContextManager[psycopg.Connection]:
+@contextmanager
+def plan_connection(ctx: StepContext) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the step's target for reading its plan; while a card
-    previews several methods, the one connection they all read through."""
+    previews several methods, the one connection they all read through.
+
+    A restore swapping the target ends every session on it, this one too: a plan read
+    cut short that way is a :class:`ProviderError` (the card shows that method as
+    unavailable for now), never an exception that fails the whole card.
+    """
     url = ctx.environment.database_url()
-    return ctx.opened(("postgres", url), lambda: connect(url, autocommit=True))
+    with ctx.opened(("postgres", url), lambda: connect(url, autocommit=True)) as conn:
+        try:
+            yield conn
+        except psycopg.OperationalError as exc:
+            raise ProviderError(
+                f"lost the connection to {describe(url)} while reading the plan "
+                f"({_reason(exc)}); is a restore replacing it? Try again once it is done"
+            ) from None
 
 
 def server_major_version(conn: psycopg.Connection) -> int:
