@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -837,6 +838,36 @@ def measure(
     return [s for part in parts for s in part]
 
 
+IN_APP = re.compile(r'^rollbot_slack_ack_seconds_bucket\{kind="[^"]*",le="([^"]+)"\} (\S+)$', re.M)
+
+
+def in_app_buckets(urls: Iterable[str]) -> Counter[str]:
+    """Acks answered within each bucket of ``rollbot_slack_ack_seconds``, summed over kinds
+    and servers: the time inside the app (front door to answer), as ``/metrics`` reports it."""
+    total: Counter[str] = Counter()
+    for url in urls:
+        base = url.rsplit("/slack/events", 1)[0]
+        with urlopen(f"{base}/metrics", timeout=10) as resp:
+            for le, count in IN_APP.findall(resp.read().decode()):
+                total[le] += int(float(count))
+    return total
+
+
+def in_app_note(before: Counter[str], after: Counter[str]) -> str:
+    """How long the measured acks spent inside the app: the rest of the latency the clients
+    saw is the transport and the wait for a CPU."""
+    counts = {le: after[le] - before[le] for le in after}
+    n = counts.get("+Inf", 0)
+    if not n:
+        return "inside the app: no ack recorded in /metrics"
+    shown = ", ".join(
+        f"{counts[le] / n:.1%} within {float(le) * 1000:g} ms"
+        for le in ("0.005", "0.01", "0.025", "0.05", "0.1")
+        if le in counts
+    )
+    return f"inside the app (front door to answer, /metrics) of {n} acks: {shown}"
+
+
 def pg_sessions(url: str) -> int:
     """Connections ever made to a PostgreSQL database (PostgreSQL 14+), -1 for SQLite."""
     if url.startswith("sqlite"):
@@ -965,7 +996,9 @@ def run_served_case(
     cpu = CpuMeter(cpu_roots(served, args)).start()
     t0 = time.monotonic()
     sessions = pg_sessions(db.url)
+    in_app = in_app_buckets(urls)
     samples = measure(pool, args.client_procs, spec, args.clients)
+    in_app_after = in_app_buckets(urls)
     elapsed = time.monotonic() - t0 - 1.0
     cpu_used = cpu.stop()
     sessions = pg_sessions(db.url) - sessions if sessions >= 0 else -1
@@ -974,6 +1007,7 @@ def run_served_case(
     rss_end = sum(rss_mb(r) for r in roots)
     result = CaseResult(name, state, args.seconds, samples, rss_start, rss_end)
     result.notes.append(cpu_used)
+    result.notes.append(in_app_note(in_app, in_app_after))
     if sessions >= 0:
         result.notes.append(
             f"new connections to the state database while measuring: {sessions} "

@@ -53,14 +53,26 @@ class Store:
     ``wait_seconds`` bounds how long one statement waits for the database (a lock
     on SQLite, connecting and each statement on PostgreSQL): the acknowledging
     side uses a short bound so an unreachable database is an answer, not a hang.
+
+    ``polls_for_lock`` (SQLite; the inbox's own file): its connections never sleep in
+    SQLite's busy handler, so :meth:`execute_once` need not switch it off and on around
+    each write. Under load those two extra statements per ack were as slow as the insert
+    itself: each hands the GIL back and waits for it again (``benchmarks/load.py``).
     """
 
     def __init__(
-        self, url: str, *, wait_seconds: float = 30.0, ping: bool = True, own_inbox: bool = True
+        self,
+        url: str,
+        *,
+        wait_seconds: float = 30.0,
+        ping: bool = True,
+        own_inbox: bool = True,
+        polls_for_lock: bool = False,
     ) -> None:
         url = normalise_url(url)
         self.wait_seconds = wait_seconds
         wait_ms = self._wait_ms = int(wait_seconds * 1000)
+        self._polls_for_lock = polls_for_lock
         connect_args: dict[str, Any] = {}
         if url.startswith("postgresql"):
             connect_args = {"connect_timeout": max(1, round(wait_seconds))}
@@ -80,7 +92,7 @@ class Store:
         except Exception as exc:  # bad URL syntax or unknown driver
             raise ConfigError(f"state database URL is not usable: {redact(exc)}") from None
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas(wait_ms))
+            event.listen(self.engine, "connect", _sqlite_pragmas(0 if polls_for_lock else wait_ms))
             # SQLite's default deferred BEGIN lets two writers race; take the write lock at BEGIN,
             # except in read sessions (WAL readers never block the writer, nor it them).
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -105,7 +117,11 @@ class Store:
         path = _sqlite_file(url)
         if own_inbox and path is not None:
             self.inbox_side = Store(
-                f"sqlite:///{path}-inbox", wait_seconds=wait_seconds, ping=ping, own_inbox=False
+                f"sqlite:///{path}-inbox",
+                wait_seconds=wait_seconds,
+                ping=ping,
+                own_inbox=False,
+                polls_for_lock=True,
             )
 
     @property
@@ -144,7 +160,8 @@ class Store:
         while True:
             with self.single_writes.connect() as conn:
                 raw = conn.connection.dbapi_connection if self.dialect == "sqlite" else None
-                if raw is not None:
+                toggles = raw is not None and not self._polls_for_lock
+                if toggles:
                     raw.execute("PRAGMA busy_timeout=0")
                 try:
                     count = conn.execute(statement, params or {}).rowcount
@@ -154,7 +171,7 @@ class Store:
                     if raw is None or "locked" not in str(exc) or time.monotonic() >= deadline:
                         raise
                 finally:
-                    if raw is not None:
+                    if toggles:
                         raw.execute(f"PRAGMA busy_timeout={self._wait_ms}")
             time.sleep(0.001)
 

@@ -246,6 +246,9 @@ def serve_http(
             side = ack_side(config, tokens, socket_mode=False)
             app = wsgi_app(side, tokens.signing_secret or "", worker_heartbeat=heartbeat)
             _settle_garbage_collector()
+            # An ack hands the GIL back at each database call; another thread holding it
+            # (gunicorn's loop, a second request) gives it up after 1 ms, not Python's 5.
+            sys.setswitchinterval(0.001)
             return app
 
     worker = WorkerProcess(config).start() if with_worker else None
