@@ -50,6 +50,7 @@ from handlers.metrics import (
 )
 from handlers.rundir import RunDir
 from handlers.runtime import load_config
+from handlers.scheduling import ask_for_short_slices
 from handlers.slack.app import build_app
 from handlers.slack.client import api_url_from_env, make_web_client
 from handlers.slack.gate import DoorRefusals, front_door
@@ -249,6 +250,7 @@ def serve_http(
             # An ack hands the GIL back at each database call; another thread holding it
             # (gunicorn's loop, a second request) gives it up after 1 ms, not Python's 5.
             sys.setswitchinterval(0.001)
+            ask_for_short_slices()  # before gunicorn starts its threads: they inherit it
             return app
 
     worker = WorkerProcess(config).start() if with_worker else None

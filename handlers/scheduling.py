@@ -1,0 +1,105 @@
+"""Ask Linux to run the acknowledging threads promptly, and the worker behind them.
+
+Under a restore the ack side shares the CPUs with busy PostgreSQL backends. Linux's
+EEVDF scheduler (6.6+) lets a thread ask for a shorter time slice (``sched_setattr``
+with ``sched_runtime``, honoured for ordinary threads since 6.12, no privilege needed):
+its virtual deadline comes sooner, so on waking it preempts a backend in mid-slice
+instead of queueing behind it. It gets no more CPU than before, only earlier. Threads
+inherit the setting, so it is asked for once, before gunicorn starts its pool.
+Elsewhere (another OS, an older kernel) this does nothing.
+
+The worker goes the other way (:func:`give_way`): under ``SCHED_IDLE`` any ordinary thread
+that wakes, an ack, takes the CPU from it at once. Niceness alone did not do that: a
+nice 10 worker still kept the CPU to the end of its slice while an ack waited.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+import sys
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+ACK_SLICE_NS = 300_000  # 0.3 ms: an ack's own CPU work (the kernel allows 0.1-100 ms)
+_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
+_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
+_SCHED_OTHER = 0
+_IOPRIO_WHO_PROCESS = 1
+_IOPRIO_BEST_EFFORT_LOWEST = (2 << 13) | 7  # class BE, level 7
+WorkerCpu = Literal["idle", "low"]
+
+
+class _SchedAttr(ctypes.Structure):
+    """``struct sched_attr`` (include/uapi/linux/sched/types.h), version 1."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("sched_policy", ctypes.c_uint32),
+        ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32),
+        ("sched_priority", ctypes.c_uint32),
+        ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64),
+        ("sched_period", ctypes.c_uint64),
+        ("sched_util_min", ctypes.c_uint32),
+        ("sched_util_max", ctypes.c_uint32),
+    ]
+
+
+def ask_for_short_slices(slice_ns: int = ACK_SLICE_NS) -> bool:
+    """Request ``slice_ns`` slices for this thread and the threads it starts later (keeping
+    its policy and niceness); whether the kernel took it."""
+    number = _SCHED_SETATTR.get(platform.machine())
+    if not sys.platform.startswith("linux") or number is None:
+        return False
+    attr = _SchedAttr(
+        size=ctypes.sizeof(_SchedAttr),
+        sched_policy=_SCHED_OTHER,
+        sched_nice=os.getpriority(os.PRIO_PROCESS, 0),
+        sched_runtime=slice_ns,
+    )
+    libc = ctypes.CDLL(None, use_errno=True)
+    if os.sched_getscheduler(0) != _SCHED_OTHER or libc.syscall(number, 0, ctypes.byref(attr), 0):
+        log.debug("short scheduler slices not available: %s", os.strerror(ctypes.get_errno()))
+        return False
+    return current_slice_ns() == slice_ns  # a kernel before 6.12 accepts and ignores it
+
+
+def current_slice_ns(tid: int | None = None) -> int | None:
+    """The slice the scheduler gives a thread of this process (``se.slice``), if it says."""
+    path = f"/proc/self/task/{tid}/sched" if tid else "/proc/self/sched"
+    try:
+        with open(path, encoding="ascii") as sched:
+            for line in sched:
+                if line.startswith("se.slice"):
+                    return int(line.rsplit(":", 1)[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def give_way(mode: WorkerCpu, niceness: int = 10) -> str:
+    """Make this thread, and the threads and tools (pg_dump, pg_restore) it starts later,
+    yield the CPU to the acks; what it got, for the log.
+
+    ``low``: niceness only. ``idle``: also ``SCHED_IDLE``; the worker then runs on the CPU
+    the host leaves over (on a host not saturated by other work, nearly all of it: the
+    load benchmark's restores took as long). Its disk I/O stays best-effort (lowest level):
+    ``SCHED_IDLE`` would otherwise make it idle-class, a safety snapshot waiting behind
+    every other writer."""
+    os.nice(niceness)
+    if mode != "idle" or not hasattr(os, "SCHED_IDLE"):
+        return f"nice {niceness}"
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as exc:
+        return f"nice {niceness} (SCHED_IDLE refused: {exc.strerror})"
+    number = _IOPRIO_SET.get(platform.machine())
+    if number is not None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall(number, _IOPRIO_WHO_PROCESS, 0, _IOPRIO_BEST_EFFORT_LOWEST)
+    return f"SCHED_IDLE, nice {niceness}, best-effort I/O"

@@ -1,0 +1,100 @@
+"""The acknowledging threads ask Linux for short slices; the worker gives way (SCHED_IDLE,
+best-effort disk I/O) and keeps the default slice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from handlers.scheduling import ACK_SLICE_NS
+from tests.slack.conftest import running_fake_slack
+from tests.slack.serving import ROOT, children, serve
+from tests.waiting import wait_until
+
+PROBE = """
+import threading
+from handlers.scheduling import ask_for_short_slices, current_slice_ns
+before = current_slice_ns()
+took = ask_for_short_slices()
+seen = []
+t = threading.Thread(target=lambda: seen.append(current_slice_ns(threading.get_native_id())))
+t.start(); t.join()
+print(before, took, current_slice_ns(), seen[0])
+"""
+
+
+def _probe() -> tuple[int | None, bool, int | None, int | None]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    number = lambda s: None if s == "None" else int(s)  # noqa: E731
+    return number(out[0]), out[1] == "True", number(out[2]), number(out[3])
+
+
+def _slices(pid: int) -> set[int | None]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "sched").read_text()
+        line = next((ln for ln in text.splitlines() if ln.startswith("se.slice")), None)
+        found.add(int(line.rsplit(":", 1)[1]) if line else None)
+    return found
+
+
+def test_a_thread_and_the_threads_it_starts_get_the_short_slice() -> None:
+    before, took, after, child = _probe()
+    if not took:
+        pytest.skip(f"this kernel gives no custom slices (before 6.12?): se.slice {before}")
+    assert before != ACK_SLICE_NS
+    assert after == child == ACK_SLICE_NS
+
+
+def _threads(pid: int) -> list[int]:
+    return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
+def _io_class(pid: int) -> str:
+    """``ionice``'s view of a thread's disk I/O priority, e.g. ``best-effort: prio 7``."""
+    return subprocess.run(
+        ["ionice", "-p", str(pid)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
+@pytest.mark.parametrize("worker_cpu", ["low", "idle"])
+def test_the_served_ack_side_asks_for_short_slices_and_the_worker_gives_way(
+    prod_db: str, tmp_path: Path, worker_cpu: str
+) -> None:
+    short = _probe()[1]
+    slack = {"worker_cpu": worker_cpu} if worker_cpu != "low" else None  # "low": the default
+    policy = os.SCHED_IDLE if worker_cpu == "idle" else os.SCHED_OTHER
+    with running_fake_slack() as fake:
+        served = serve(fake, prod_db, tmp_path, "http", slack=slack)
+        try:
+            assert served.proc is not None and served.port is not None
+            for _ in range(3):  # the pool's threads exist once requests came
+                with urllib.request.urlopen(f"http://127.0.0.1:{served.port}/healthz") as r:
+                    assert r.status == 200
+            wait_until(lambda: "started (CPU: " in served.log.read_text(), "the worker's start")
+            worker = served.worker_pid()
+            acks = [p for p in children(served.proc.pid) if p != worker]
+            assert len(acks) == 1 and worker is not None, acks
+            assert {os.sched_getscheduler(t) for t in _threads(acks[0])} == {os.SCHED_OTHER}
+            assert {os.sched_getscheduler(t) for t in _threads(worker)} == {policy}
+            assert {os.getpriority(os.PRIO_PROCESS, t) for t in _threads(worker)} == {10}
+            # "none": taken from the nice value (best-effort); under SCHED_IDLE it would be
+            # the idle class, so the worker sets best-effort itself
+            io = "best-effort: prio 7" if policy == os.SCHED_IDLE else "none: prio 0"
+            if shutil.which("ionice"):
+                assert {_io_class(t) for t in _threads(worker)} == {io}
+            if short:
+                assert _slices(acks[0]) == {ACK_SLICE_NS}
+                assert ACK_SLICE_NS not in _slices(worker)
+        finally:
+            served.stop()
