@@ -69,6 +69,12 @@ class SlackConfig(_Strict):
     # Unfinished requests in the inbox beyond which new ones are refused at the ack
     # ("not recorded, retry") instead of acknowledged and left to wait.
     inbox_high_water: int = Field(500, ge=10, le=100_000)
+    # How the worker yields the CPU to the acks: "low" (nice 10) or "idle" (also Linux
+    # SCHED_IDLE: an ack that wakes takes the CPU at once, and the worker runs only on
+    # what the host leaves over; on a host saturated by other work it then all but stops,
+    # and an unprivileged process cannot leave SCHED_IDLE again). "idle" suits a host
+    # that runs rollbot alone.
+    worker_cpu: Literal["idle", "low"] = "low"
     # Mentioned in the devops channel when an incident needs attention in business hours:
     # a Slack user id (U...) or user-group id (S...).
     database_admin: str | None = None

@@ -50,7 +50,7 @@ ACK_SECONDS = Histogram(
     "rollbot_slack_ack_seconds",
     "Time from a Slack request's arrival at the front door to its answer, by payload kind.",
     ["kind"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0),
 )
 REQUESTS = Counter(
     "rollbot_slack_requests",

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--nice",
         type=int,
         default=10,
-        help="lower the worker's CPU priority by this much (default 10), so acks come first",
+        help="lower the worker's CPU priority by this much (default 10), so acks come first; "
+        'with [slack] worker_cpu = "idle" (the default) it also runs SCHED_IDLE; 0: neither',
     )
     p.add_argument(
         "--metrics-port",

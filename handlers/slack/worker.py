@@ -285,28 +285,29 @@ def run_worker(
     the process ends and they become ``interrupted`` at the next start (a person decides)."""
     import signal
 
-    from handlers.runtime import start_runtime
+    from handlers.runtime import load_config, start_runtime
+    from handlers.scheduling import give_way
     from handlers.slack.client import SlackGroupDirectory, api_url_from_env, make_web_client
     from handlers.slack.server import SlackTokens
 
     tokens = SlackTokens.from_env(socket_mode=False, worker=True)
+    settings = load_config(config)
     # A thread holding the state database's write lock gets the GIL back sooner.
     sys.setswitchinterval(0.001)
-    if niceness:
-        # Acks are short and must not wait for the CPU behind a restore: the worker and the
-        # tools it starts (pg_dump, pg_restore inherit it) yield to the acknowledging side.
-        os.nice(niceness)
+    # Acks are short and must not wait for the CPU behind the worker: it, and the tools it
+    # starts, yield to the acknowledging side (before any thread starts: they inherit it).
+    cpu = give_way(settings.slack.worker_cpu, niceness) if niceness else "default"
     from handlers.metrics import count_slack_errors, serve_metrics
 
     client = count_slack_errors(make_web_client(tokens.bot_token, api_url_from_env()))
-    runtime = start_runtime(config, directory=SlackGroupDirectory(client))
+    runtime = start_runtime(settings, directory=SlackGroupDirectory(client))
     if metrics_port:
         serve_metrics(metrics_port, runtime.bot.store)
     worker = Worker(runtime, SlackPoster(client), threads=threads)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("rollbot worker %s started", worker.worker_id)
+    log.info("rollbot worker %s started (CPU: %s)", worker.worker_id, cpu)
     worker.run(stop, parent_pid)
     deadline = time.monotonic() + grace_seconds
     while runtime.executor.busy() and time.monotonic() < deadline:

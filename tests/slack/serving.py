@@ -67,10 +67,14 @@ timeout_seconds = 60
 """
 
 
-def write_slack_config(folder: Path, *, sqlite: bool = True) -> Path:
-    """The Slack tests' config; ``sqlite=False`` leaves the state URL to $ROLLBOT_DATABASE_URL."""
+def write_slack_config(
+    folder: Path, *, sqlite: bool = True, slack: dict[str, str] | None = None
+) -> Path:
+    """The Slack tests' config; ``sqlite=False`` leaves the state URL to $ROLLBOT_DATABASE_URL;
+    ``slack``: settings of its ``[slack]`` table."""
     path = folder / "rollbot.toml"
     state = f'database_url = "sqlite:///{folder / "state.db"}"' if sqlite else ""
+    table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in (slack or {}).items())
     path.write_text(
         textwrap.dedent(
             CONFIG.format(
@@ -83,6 +87,7 @@ def write_slack_config(folder: Path, *, sqlite: bool = True) -> Path:
                 os_user=getpass.getuser(),
             )
         )
+        + (f"\n[slack]\n{table}" if table else "")
     )
     return path
 
@@ -211,11 +216,12 @@ def serve(
     sqlite: bool = True,
     extra_env: dict[str, str] | None = None,
     serve_args: tuple[str, ...] = (),
+    slack: dict[str, str] | None = None,
 ) -> Served:
     """Start `rollbot serve` in ``mode`` ("http" or "socket") with the Slack test config."""
     from providers.postgres.cluster import free_port
 
-    write_slack_config(folder, sqlite=sqlite)
+    write_slack_config(folder, sqlite=sqlite, slack=slack)
     env = served_env(fake, prod_db, **(extra_env or {}))
     if mode == "http":
         port = free_port()
