@@ -200,3 +200,14 @@ def test_check_config_says_when_nobody_would_be_paged(
     monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", "0a1b2c3d4e5f60718293a4b5c6d7e8f9")
     assert main(["check-config", str(REPO / "rollbot.example.toml")]) == 0
     assert "after hours: on-call via $PAGERDUTY_ROUTING_KEY" in capsys.readouterr().out
+
+
+def test_worker_cpu_is_low_or_idle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = (REPO / "rollbot.example.toml").read_text()
+    assert load_settings(REPO / "rollbot.example.toml").slack.worker_cpu == "low"
+    path = tmp_path / "rollbot.toml"
+    path.write_text(example.replace('worker_cpu = "low"', 'worker_cpu = "idle"', 1))
+    assert load_settings(path).slack.worker_cpu == "idle"
+    path.write_text(example.replace('worker_cpu = "low"', 'worker_cpu = "fast"', 1))
+    assert main(["check-config", str(path)]) == 2
+    assert "slack.worker_cpu" in capsys.readouterr().err
