@@ -63,6 +63,9 @@ def _env_name(value: str) -> str:
 EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
+WorkerCpu = Literal["idle", "low"]  # how the worker yields the CPU ([slack] worker_cpu)
+
+
 class SlackConfig(_Strict):
     incidents_channel: str = "#incidents"
     devops_channel: str = "#devops-team"
@@ -74,7 +77,7 @@ class SlackConfig(_Strict):
     # what the host leaves over; on a host saturated by other work it then all but stops,
     # and an unprivileged process cannot leave SCHED_IDLE again). "idle" suits a host
     # that runs rollbot alone.
-    worker_cpu: Literal["idle", "low"] = "low"
+    worker_cpu: WorkerCpu = "low"
     # Mentioned in the devops channel when an incident needs attention in business hours:
     # a Slack user id (U...) or user-group id (S...).
     database_admin: str | None = None

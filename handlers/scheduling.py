@@ -20,7 +20,10 @@ import logging
 import os
 import platform
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the bare Bolt baseline imports this module: it stays light
+    from bot.config import WorkerCpu
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,11 @@ _IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
 _SCHED_OTHER = 0
 _IOPRIO_WHO_PROCESS = 1
 _IOPRIO_BEST_EFFORT_LOWEST = (2 << 13) | 7  # class BE, level 7
-WorkerCpu = Literal["idle", "low"]
+
+
+def _syscall(number: int, *args: object) -> int:
+    """A Linux system call Python's ``os`` does not wrap; its return value (errno kept)."""
+    return int(ctypes.CDLL(None, use_errno=True).syscall(number, *args))
 
 
 class _SchedAttr(ctypes.Structure):
@@ -62,8 +69,7 @@ def ask_for_short_slices(slice_ns: int = ACK_SLICE_NS) -> bool:
         sched_nice=os.getpriority(os.PRIO_PROCESS, 0),
         sched_runtime=slice_ns,
     )
-    libc = ctypes.CDLL(None, use_errno=True)
-    if os.sched_getscheduler(0) != _SCHED_OTHER or libc.syscall(number, 0, ctypes.byref(attr), 0):
+    if os.sched_getscheduler(0) != _SCHED_OTHER or _syscall(number, 0, ctypes.byref(attr), 0):
         log.debug("short scheduler slices not available: %s", os.strerror(ctypes.get_errno()))
         return False
     return current_slice_ns() == slice_ns  # a kernel before 6.12 accepts and ignores it
@@ -100,6 +106,5 @@ def give_way(mode: WorkerCpu, niceness: int = 10) -> str:
         return f"nice {niceness} (SCHED_IDLE refused: {exc.strerror})"
     number = _IOPRIO_SET.get(platform.machine())
     if number is not None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.syscall(number, _IOPRIO_WHO_PROCESS, 0, _IOPRIO_BEST_EFFORT_LOWEST)
+        _syscall(number, _IOPRIO_WHO_PROCESS, 0, _IOPRIO_BEST_EFFORT_LOWEST)
     return f"SCHED_IDLE, nice {niceness}, best-effort I/O"

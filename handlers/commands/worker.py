@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=10,
         help="lower the worker's CPU priority by this much (default 10), so acks come first; "
-        'with [slack] worker_cpu = "idle" (the default) it also runs SCHED_IDLE; 0: neither',
+        'with [slack] worker_cpu = "idle" it also runs SCHED_IDLE; 0: neither',
     )
     p.add_argument(
         "--metrics-port",
