@@ -14,7 +14,7 @@ from bot.executor import Executor
 from bot.service import Rollbot
 from handlers.cli import main
 from handlers.runtime import register_provider_steps
-from providers.postgres.kept import drop_kept, kept_databases, plan_kept_retention
+from providers.postgres.kept import drop_kept, kept_databases, plan_kept_retention, swap_back
 from providers.postgres.snapshot import create_snapshot
 from providers.storage import open_storage
 from tests.core_fixtures import started_restore, write_config
@@ -98,6 +98,20 @@ def test_undo_needs_a_finished_restore(
     assert err == [f"rollbot: {incident.ref} has no finished restore that kept a database"] or (
         len(err) == 1 and "no finished restore" in err[0]
     )
+
+
+def test_undo_in_the_second_its_database_was_kept_keeps_the_current_state_a_second_later(
+    pg_cluster, new_database
+) -> None:
+    url = new_database("sameapp")
+    at = datetime(2026, 12, 1, 3, 0, 0, tzinfo=UTC)
+    kept = "sameapp_before_restore_20261201_030000"
+    taken = "sameapp_before_restore_20261201_030001"  # another keep the second after
+    for name in (kept, taken):
+        pg_cluster.create_database(name)  # dropped with the databases named after sameapp
+    replaced = swap_back(url, kept, now=at.replace(microsecond=500))
+    assert replaced == "sameapp_before_restore_20261201_030002"
+    assert sorted(k.name for k in kept_databases(url)) == [taken, replaced]
 
 
 def test_retention_drops_old_kept_databases_never_the_newest(pg_cluster, new_database) -> None:

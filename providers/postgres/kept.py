@@ -97,16 +97,28 @@ def drop_kept(url: str, retention: KeptRetention) -> None:
 
 def swap_back(url: str, kept: str, now: datetime | None = None) -> str:
     """Put ``kept`` back as the database; the current one is kept as a new kept database."""
-    from providers.postgres.restore import _maintenance_url, _stamp, _suffixed, _swap
+    from providers.postgres.restore import _maintenance_url, _swap
 
     kept_database(url, kept)
-    db = dbname(url)
-    current_kept = _suffixed(db, f"{KEPT_SUFFIX}{_stamp(now or datetime.now(UTC))}")
-    if current_kept == kept:
-        raise ProviderError(f"{kept} was kept this very second; try again in a second")
+    current_kept = free_kept_name(url, now or datetime.now(UTC))
     with connect(_maintenance_url(url), autocommit=True) as maint:
         maint.execute(
             sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(kept))
         )
-        _swap(maint, db, kept, current_kept)
+        _swap(maint, dbname(url), kept, current_kept)
     return current_kept
+
+
+def free_kept_name(url: str, now: datetime) -> str:
+    """A kept name stamped ``now``, or the first later second no kept database has.
+
+    Stamps have one-second resolution, so an undo in the second its restore kept the
+    database (or after another keep that second) would otherwise collide with it.
+    """
+    from providers.postgres.restore import _stamp, _suffixed
+
+    taken = {k.name for k in kept_databases(url)}
+    at = now.replace(microsecond=0)
+    while (name := _suffixed(dbname(url), f"{KEPT_SUFFIX}{_stamp(at)}")) in taken:
+        at += timedelta(seconds=1)
+    return name

@@ -38,6 +38,7 @@ from bot.redact import redact
 from providers.postgres.checksums import row_counts
 from providers.postgres.conn import connect, dbname, describe, server_major_version, with_dbname
 from providers.postgres.database import DatabaseShape, apply_access, create_like, read_shape
+from providers.postgres.kept import free_kept_name
 from providers.postgres.restore_checks import (
     RestoreOptions,
     RestoreRefusedError,
@@ -469,7 +470,7 @@ def _restore_swap(
     maint_url = _maintenance_url(url)
     stamp = _stamp(now)
     new_db = _suffixed(db, f"_restoring_{stamp}")
-    kept = _suffixed(db, f"_before_restore_{stamp}")
+    kept = free_kept_name(url, now)
     safety_job.start()
     try:
         with connect(maint_url, autocommit=True) as maint:
