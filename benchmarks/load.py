@@ -252,6 +252,56 @@ class CpuMeter:
         return line
 
 
+class SchedulingMeter:
+    """How the ack side's threads were scheduled while measuring (Linux schedstat).
+
+    The time an ack spends outside the app is mostly time its threads wait for a CPU
+    after waking up; this says how much, per request, and how often they woke
+    (voluntary switches: a thread blocked, on the GIL, a lock or I/O; involuntary: it
+    was preempted). Threads that end while measuring are left out.
+    """
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self.pids = list(pids)
+        self._start = self._read()
+
+    def _read(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for pid in self.pids:
+            with contextlib.suppress(OSError):
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(OSError, ValueError):
+                        run, wait, _ = (task / "schedstat").read_text().split()
+                        status = (task / "status").read_text()
+                        total["run"] += int(run)
+                        total["wait"] += int(wait)
+                        for key in ("voluntary", "nonvoluntary"):
+                            m = re.search(rf"^{key}_ctxt_switches:\s+(\d+)", status, re.M)
+                            total[key] += int(m.group(1)) if m else 0
+        return total
+
+    def note(self, requests: int) -> str:
+        d = self._read()
+        d.subtract(self._start)
+        n = max(requests, 1)
+        return (
+            f"ack side scheduling per request: {d['wait'] / 1e6 / n:.2f} ms waiting for a CPU, "
+            f"{d['run'] / 1e6 / n:.2f} ms on one, {d['voluntary'] / n:.1f} voluntary and "
+            f"{d['nonvoluntary'] / n:.1f} involuntary context switches"
+        )
+
+
+def ack_side_pids(served: Iterable[Served]) -> list[int]:
+    """The processes that acknowledge (gunicorn's), not the worker nor the restore's tools."""
+    pids = []
+    for s in served:
+        assert s.proc is not None
+        worker = worker_of(s)
+        skip = {worker, *descendants(worker)} if worker is not None else set()
+        pids += [p for p in [s.proc.pid, *descendants(s.proc.pid)] if p not in skip]
+    return pids
+
+
 class StateDb:
     """Read-only queries on a served app's state database (SQLite or PostgreSQL)."""
 
@@ -1001,6 +1051,7 @@ def run_served_case(
     spec = ClientSpec(tag, urls, (), 0.0, args.seconds, key.hex(), restore, db.url, rate=args.rate)
     watch.begin()
     cpu = CpuMeter(cpu_roots(served, args)).start()
+    scheduling = SchedulingMeter(ack_side_pids(served))
     t0 = time.monotonic()
     sessions = pg_sessions(db.url)
     in_app = in_app_buckets(urls)
@@ -1008,6 +1059,7 @@ def run_served_case(
     in_app_after = in_app_buckets(urls)
     elapsed = time.monotonic() - t0 - 1.0
     cpu_used = cpu.stop()
+    scheduled = scheduling.note(len(samples))
     sessions = pg_sessions(db.url) - sessions if sessions >= 0 else -1
     backlog = db.unfinished()
     watch.end()
@@ -1015,6 +1067,7 @@ def run_served_case(
     result = CaseResult(name, state, args.seconds, samples, rss_start, rss_end)
     result.notes.append(cpu_used)
     result.notes.append(in_app_note(in_app, in_app_after))
+    result.notes.append(scheduled)
     if sessions >= 0:
         result.notes.append(
             f"new connections to the state database while measuring: {sessions} "
@@ -1088,13 +1141,16 @@ def run_bare_case(
     )
     watch.begin()
     cpu = CpuMeter({**cpu_roots([beside], args, idle=True), bare.proc.pid: "bare Bolt"}).start()
+    scheduling = SchedulingMeter([bare.proc.pid, *descendants(bare.proc.pid)])
     samples = measure(pool, args.client_procs, spec, args.clients)
     cpu_used = cpu.stop()
+    scheduled = scheduling.note(len(samples))
     watch.end()
     result = CaseResult(
         "bare Bolt", "none", args.seconds, samples, rss_start, rss_mb(bare.proc.pid)
     )
     result.notes.append(cpu_used)
+    result.notes.append(scheduled.replace("ack side", "bare Bolt"))
     result.acknowledged = sum(1 for s in samples if s[3] == 200)
     result.notes.append(f"restore (in the one-process rollbot's worker): {watch.coverage()}")
     result.notes += [f"restore: {e}" for e in watch.events]
