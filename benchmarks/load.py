@@ -253,7 +253,7 @@ class CpuMeter:
 
 
 class SchedulingMeter:
-    """How the ack side's threads were scheduled while measuring (Linux schedstat).
+    """How an acknowledging process's threads were scheduled while measuring (Linux schedstat).
 
     The time an ack spends outside the app is mostly time its threads wait for a CPU
     after waking up; this says how much, per request, and how often they woke
@@ -261,8 +261,9 @@ class SchedulingMeter:
     was preempted). Threads that end while measuring are left out.
     """
 
-    def __init__(self, pids: Iterable[int]) -> None:
+    def __init__(self, pids: Iterable[int], who: str = "ack side") -> None:
         self.pids = list(pids)
+        self.who = who
         self._start = self._read()
 
     def _read(self) -> Counter[str]:
@@ -285,7 +286,7 @@ class SchedulingMeter:
         d.subtract(self._start)
         n = max(requests, 1)
         return (
-            f"ack side scheduling per request: {d['wait'] / 1e6 / n:.2f} ms waiting for a CPU, "
+            f"{self.who} scheduling per request: {d['wait'] / 1e6 / n:.2f} ms waiting for a CPU, "
             f"{d['run'] / 1e6 / n:.2f} ms on one, {d['voluntary'] / n:.1f} voluntary and "
             f"{d['nonvoluntary'] / n:.1f} involuntary context switches"
         )
@@ -1141,7 +1142,7 @@ def run_bare_case(
     )
     watch.begin()
     cpu = CpuMeter({**cpu_roots([beside], args, idle=True), bare.proc.pid: "bare Bolt"}).start()
-    scheduling = SchedulingMeter([bare.proc.pid, *descendants(bare.proc.pid)])
+    scheduling = SchedulingMeter([bare.proc.pid, *descendants(bare.proc.pid)], "bare Bolt")
     samples = measure(pool, args.client_procs, spec, args.clients)
     cpu_used = cpu.stop()
     scheduled = scheduling.note(len(samples))
@@ -1150,7 +1151,7 @@ def run_bare_case(
         "bare Bolt", "none", args.seconds, samples, rss_start, rss_mb(bare.proc.pid)
     )
     result.notes.append(cpu_used)
-    result.notes.append(scheduled.replace("ack side", "bare Bolt"))
+    result.notes.append(scheduled)
     result.acknowledged = sum(1 for s in samples if s[3] == 200)
     result.notes.append(f"restore (in the one-process rollbot's worker): {watch.coverage()}")
     result.notes += [f"restore: {e}" for e in watch.events]
