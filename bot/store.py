@@ -8,14 +8,14 @@ The schema is upgraded with Alembic every time a process opens the store.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Executable, create_engine, event, inspect
+from sqlalchemy import Engine, Executable, Row, create_engine, event, inspect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +24,7 @@ from bot.redact import redact
 
 MIGRATIONS = Path(__file__).with_name("store_migrations")
 POOL_SIZE = 20
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -84,7 +85,8 @@ class Store:
             self.engine: Engine = create_engine(
                 url,
                 future=True,
-                pool_pre_ping=ping,
+                # A SQLite file cannot drop a connection: pinging it is a statement for nothing.
+                pool_pre_ping=ping and not url.startswith("sqlite"),
                 pool_size=POOL_SIZE,
                 max_overflow=POOL_SIZE,
                 connect_args=connect_args,
@@ -156,6 +158,18 @@ class Store:
         (SQLite's own busy handler backs off to 100 ms sleeps, so a waiter missed the
         moments the lock was free) and held only while SQLite runs the statement.
         """
+        return self._write_once(statement, params, lambda result: result.rowcount)
+
+    def returning_once(
+        self, statement: Executable, params: dict[str, Any] | None = None
+    ) -> Row[Any] | None:
+        """:meth:`execute_once` for a statement with ``RETURNING``: its first row, if any.
+        One round trip where an update and a read of what it changed would be two."""
+        return self._write_once(statement, params, lambda result: result.first())
+
+    def _write_once(
+        self, statement: Executable, params: dict[str, Any] | None, read: Callable[[Any], T]
+    ) -> T:
         deadline = time.monotonic() + self.wait_seconds
         while True:
             with self.single_writes.connect() as conn:
@@ -164,9 +178,9 @@ class Store:
                 if toggles:
                     raw.execute("PRAGMA busy_timeout=0")
                 try:
-                    count = conn.execute(statement, params or {}).rowcount
+                    out = read(conn.execute(statement, params or {}))
                     conn.commit()
-                    return count
+                    return out
                 except OperationalError as exc:
                     if raw is None or "locked" not in str(exc) or time.monotonic() >= deadline:
                         raise
