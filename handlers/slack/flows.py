@@ -167,8 +167,12 @@ class IncidentFlows:
             channel, thread = incident.chat_channel, incident.chat_thread
         card_text, card_blocks = blocks.incident_card(self.card_view(incident))
         card = self.poster.post(channel, card_text, card_blocks, thread_ts=thread)
-        self.bot.attach_chat(incident.id, channel, thread, card["ts"] if card else None)
-        return self.bot.get(incident.id)
+        message = card["ts"] if card else None
+        self.bot.attach_chat(incident.id, channel, thread, message)
+        # Read under the card lock and changed since only where it lives in chat: no re-read.
+        incident.chat_channel, incident.chat_thread = channel, thread
+        incident.chat_message = message or incident.chat_message
+        return incident
 
     def refresh(self, incident_id: int) -> None:
         """Re-render the card (and the parent's headline) from the store, in place."""
