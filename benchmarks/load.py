@@ -524,7 +524,16 @@ def _one_client(spec: ClientSpec, n: int, cards: Cards, out: list[Sample], deadl
         i += 1
 
 
-def run_clients(spec: ClientSpec) -> list[Sample]:
+def _own_schedstat() -> tuple[int, int]:
+    """This thread's time on a CPU and waiting for one, in ns (Linux), or zeros."""
+    try:
+        run, wait, _ = Path("/proc/thread-self/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return 0, 0
+    return int(run), int(wait)
+
+
+def run_clients(spec: ClientSpec) -> tuple[list[Sample], tuple[int, int]]:
     """One client process: ``len(spec.clients)`` threads, each a closed-loop client.
 
     The clients stand in for Slack, which does not share the served app's CPUs: they ask
@@ -538,16 +547,21 @@ def run_clients(spec: ClientSpec) -> list[Sample]:
     results: dict[int, list[Sample]] = {n: [] for n in spec.clients}
     time.sleep(max(0.0, spec.start_at - time.time()))
     deadline = spec.start_at + spec.seconds
-    threads = [
-        threading.Thread(target=_one_client, args=(spec, n, cards, results[n], deadline))
-        for n in spec.clients
-    ]
+    def client(n: int) -> None:
+        run0, wait0 = _own_schedstat()
+        _one_client(spec, n, cards, results[n], deadline)
+        run1, wait1 = _own_schedstat()
+        waited[n] = (run1 - run0, wait1 - wait0)
+
+    waited: dict[int, tuple[int, int]] = {}
+    threads = [threading.Thread(target=client, args=(n,)) for n in spec.clients]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     stop.set()
-    return [s for n in spec.clients for s in results[n]]
+    scheduled = (sum(r for r, _ in waited.values()), sum(w for _, w in waited.values()))
+    return [s for n in spec.clients for s in results[n]], scheduled
 
 
 def _ping(_: int) -> int:
@@ -884,7 +898,8 @@ def measure(
     procs: int,
     spec: ClientSpec,
     clients: int,
-) -> list[Sample]:
+) -> tuple[list[Sample], str]:
+    """The samples of every client, and how the client threads were scheduled."""
     groups = [tuple(range(p, clients, procs)) for p in range(procs)]
     start_at = time.time() + 1.0
     specs = [
@@ -893,7 +908,13 @@ def measure(
         if g
     ]
     parts = pool.map(run_clients, specs, chunksize=1)
-    return [s for part in parts for s in part]
+    samples = [s for part, _ in parts for s in part]
+    n = max(len(samples), 1)
+    run, wait = (sum(sched[i] for _, sched in parts) / 1e6 / n for i in (0, 1))
+    return samples, (
+        f"client threads per request: {wait:.2f} ms waiting for a CPU, {run:.2f} ms on one "
+        "(they stand in for Slack: this part of the latency is the load generator's)"
+    )
 
 
 IN_APP = re.compile(r'^rollbot_slack_ack_seconds_bucket\{kind="[^"]*",le="([^"]+)"\} (\S+)$', re.M)
@@ -1056,11 +1077,11 @@ def run_served_case(
     t0 = time.monotonic()
     sessions = pg_sessions(db.url)
     in_app = in_app_buckets(urls)
-    samples = measure(pool, args.client_procs, spec, args.clients)
+    samples, clients_scheduled = measure(pool, args.client_procs, spec, args.clients)
     in_app_after = in_app_buckets(urls)
     elapsed = time.monotonic() - t0 - 1.0
     cpu_used = cpu.stop()
-    scheduled = scheduling.note(len(samples))
+    scheduled = [scheduling.note(len(samples)), clients_scheduled]
     sessions = pg_sessions(db.url) - sessions if sessions >= 0 else -1
     backlog = db.unfinished()
     watch.end()
@@ -1068,7 +1089,7 @@ def run_served_case(
     result = CaseResult(name, state, args.seconds, samples, rss_start, rss_end)
     result.notes.append(cpu_used)
     result.notes.append(in_app_note(in_app, in_app_after))
-    result.notes.append(scheduled)
+    result.notes += scheduled
     if sessions >= 0:
         result.notes.append(
             f"new connections to the state database while measuring: {sessions} "
@@ -1143,15 +1164,15 @@ def run_bare_case(
     watch.begin()
     cpu = CpuMeter({**cpu_roots([beside], args, idle=True), bare.proc.pid: "bare Bolt"}).start()
     scheduling = SchedulingMeter([bare.proc.pid, *descendants(bare.proc.pid)], "bare Bolt")
-    samples = measure(pool, args.client_procs, spec, args.clients)
+    samples, clients_scheduled = measure(pool, args.client_procs, spec, args.clients)
     cpu_used = cpu.stop()
-    scheduled = scheduling.note(len(samples))
+    scheduled = [scheduling.note(len(samples)), clients_scheduled]
     watch.end()
     result = CaseResult(
         "bare Bolt", "none", args.seconds, samples, rss_start, rss_mb(bare.proc.pid)
     )
     result.notes.append(cpu_used)
-    result.notes.append(scheduled)
+    result.notes += scheduled
     result.acknowledged = sum(1 for s in samples if s[3] == 200)
     result.notes.append(f"restore (in the one-process rollbot's worker): {watch.coverage()}")
     result.notes += [f"restore: {e}" for e in watch.events]
