@@ -547,6 +547,7 @@ def run_clients(spec: ClientSpec) -> tuple[list[Sample], tuple[int, int]]:
     results: dict[int, list[Sample]] = {n: [] for n in spec.clients}
     time.sleep(max(0.0, spec.start_at - time.time()))
     deadline = spec.start_at + spec.seconds
+
     def client(n: int) -> None:
         run0, wait0 = _own_schedstat()
         _one_client(spec, n, cards, results[n], deadline)
