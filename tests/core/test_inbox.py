@@ -44,3 +44,16 @@ def test_rows_of_a_dead_worker_are_claimable_at_once(bot: Rollbot, clock: Clock)
     assert inbox.release_orphans(lambda owner: owner.startswith("host:999999")) == 1
     again = inbox.claim("w2")
     assert again is not None and again.key == "x" and again.attempts == 2
+
+
+def test_a_claimed_row_is_returned_as_stored_by_the_claim(bot: Rollbot, clock: Clock) -> None:
+    """The claim's ``RETURNING`` row is what the worker handles: claimer, lease, attempts
+    and payload as the database now holds them."""
+    inbox = Inbox(bot.store, clock=clock)
+    inbox.accept(_request("k", 3))
+    item = inbox.claim("w1")
+    assert item is not None
+    assert (item.key, item.incident_id, item.payload) == ("k", 3, {"value": "k"})
+    assert (item.status, item.claimed_by, item.attempts) == ("claimed", "w1", 1)
+    assert item.lease_until == clock() + inbox.lease
+    assert inbox.counts() == {"claimed": 1}
