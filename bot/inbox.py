@@ -92,7 +92,7 @@ CLAIM = (
     .values(
         status=InboxStatus.CLAIMED.value,
         claimed_by=bindparam("claimer"),
-        lease_until=bindparam("lease", type_=DateTime()),
+        lease_until=bindparam("lease", type_=InboxItem.__table__.c.lease_until.type),  # type: ignore[attr-defined]
         attempts=InboxItem.attempts + 1,
     )
     .returning(*InboxItem.__table__.columns)  # type: ignore[attr-defined]
@@ -179,11 +179,12 @@ class Inbox:
         no lock (idle polling never takes SQLite's write lock); the compare-and-set returns
         the row it took."""
         now = self.clock()
+        lease = now + self.lease
         with self.store.single_reads.connect() as conn:
             candidates = conn.execute(CANDIDATES, {"now": now}).scalars().all()
         for item_id in candidates:
-            params = {"now": now, "claim_id": item_id, "claimer": worker_id}
-            taken = self.store.returning_once(CLAIM, {**params, "lease": now + self.lease})
+            params = {"now": now, "claim_id": item_id, "claimer": worker_id, "lease": lease}
+            taken = self.store.returning_once(CLAIM, params)
             if taken is not None:
                 return InboxItem(**taken._mapping)
         return None
