@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -332,6 +332,15 @@ class Rollbot:
         with self.store.read() as session:
             return self._load(session, ref)
 
+    def _as_committed(self, incident: Incident) -> Incident:
+        """The incident as its command just committed it, without reading it again: sessions
+        keep their objects' values on commit, and a command works on the incident with its
+        steps and approvals loaded. Anything not loaded or expired is read afresh."""
+        state = inspect(incident)
+        if state.expired_attributes or state.unloaded or not state.has_identity:
+            return self._result(incident.id)
+        return incident
+
     # ----------------------------------------------------------------- queries
     def get(self, ref: int | str) -> Incident:
         return self._result(ref)
@@ -442,6 +451,17 @@ class Rollbot:
                 follows_id=follows.id if follows else None,
                 created_at=self.clock(),
                 updated_at=self.clock(),
+                # Every field set, so the committed object is complete (``_as_committed``).
+                method=None,
+                plan_hash=None,
+                root_cause=None,
+                notes=None,
+                chat_channel=None,
+                chat_thread=None,
+                chat_message=None,
+                closed_at=None,
+                steps=[],
+                approvals=[],
             )
             session.add(incident)
             session.flush()
@@ -467,8 +487,7 @@ class Rollbot:
                 f"{incident.description or 'no description'}",
             )
             self._maybe_triaged(session, incident, requester)
-            incident_id = incident.id
-        return self._result(incident_id)
+        return self._as_committed(incident)
 
     def undoable(self, incident: Incident) -> str | None:
         """The database a finished restore of ``incident`` kept, which an undo swaps back."""
@@ -528,7 +547,7 @@ class Rollbot:
             )
             if isinstance(node, Choice):
                 self._maybe_triaged(session, incident, actor)
-        return self._result(ref)
+        return self._as_committed(incident)
 
     def _maybe_triaged(self, session: Session, incident: Incident, actor: str) -> None:
         node = RUNBOOK.walk(incident.answers)
@@ -915,7 +934,7 @@ class Rollbot:
                 "cancel",
                 f"cancelled{': ' + reason if reason else ''}",
             )
-        return self._result(ref)
+        return self._as_committed(incident)
 
     def paging(self, ref: int | str) -> dict[str, str]:
         """Per paged audience ("oncall", "cto"): "triggered" or "acknowledged"."""
@@ -1042,6 +1061,18 @@ class Rollbot:
         return bool(
             row and row.incident_id == incident_id and row.actor == actor and row.purpose == purpose
         )
+
+    def chat_of(self, ref: int | str) -> tuple[str | None, str | None, str | None]:
+        """Where the incident lives in chat (channel, thread, card message), in one read:
+        enough to tell whether someone else posted its thread meanwhile."""
+        stmt = select(Incident.chat_channel, Incident.chat_thread, Incident.chat_message).where(
+            Incident.id == parse_ref(ref)
+        )
+        with self.store.single_reads.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFoundError(f"no incident {ref!r}")
+        return row[0], row[1], row[2]
 
     def attach_chat(
         self, ref: int | str, channel: str, thread: str, message: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -143,11 +144,16 @@ class IncidentFlows:
     def ensure_thread(self, incident: Incident) -> Incident:
         """Post the parent message and the card if they are missing (or a post failed).
 
-        Under the incident's card lock, re-reading the store: a click that races the
-        first post waits for it instead of posting a second card.
+        Under the incident's card lock, checking where the store says it lives: a click
+        that races the first post waits for it instead of posting a second card. Callers
+        pass an incident they just read or committed; it is read again only when someone
+        else posted its thread meanwhile.
         """
         with self._lock(incident.id):
-            return self._ensure_thread(self.bot.get(incident.id))
+            where = (incident.chat_channel, incident.chat_thread, incident.chat_message)
+            if self.bot.chat_of(incident.id) != where:
+                incident = self.bot.get(incident.id)
+            return self._ensure_thread(incident)
 
     def _ensure_thread(self, incident: Incident) -> Incident:
         if incident.chat_channel and incident.chat_thread and incident.chat_message:
@@ -177,7 +183,20 @@ class IncidentFlows:
     def refresh(self, incident_id: int) -> None:
         """Re-render the card (and the parent's headline) from the store, in place."""
         with self._lock(incident_id):
-            incident = self.bot.get(incident_id)
+            self._render(self.bot.get(incident_id))
+
+    def _after(self, incident_id: int, command: Callable[[], Incident]) -> Incident:
+        """Run a core command and render the incident it committed, with the card lock held
+        from before the command to after the render: a refresh that a concurrent change
+        (a running step) asks for waits and renders after this one, so the card never ends
+        on the older state, and the incident is not read a second time."""
+        with self._lock(incident_id):
+            incident = command()
+            self._render(incident)
+            return incident
+
+    def _render(self, incident: Incident) -> None:
+        with self._lock(incident.id):
             if not incident.chat_message:
                 self.ensure_thread(incident)
                 return
@@ -201,8 +220,7 @@ class IncidentFlows:
         return self.ensure_thread(incident)
 
     def answer(self, user: str, incident_id: int, choice: str) -> None:
-        self.bot.answer(incident_id, choice, user)
-        self.refresh(incident_id)
+        self._after(incident_id, lambda: self.bot.answer(incident_id, choice, user))
 
     def choose_environment(self, user: str, incident_id: int, name: str) -> None:
         self.bot.choose_environment(incident_id, name, user)
@@ -401,11 +419,12 @@ class IncidentFlows:
         self._closed(incident)
 
     def cancel(self, user: str, incident_id: int) -> None:
-        incident = self.bot.cancel(incident_id, user, reason="cancelled from Slack")
-        self._closed(incident)
+        cancel = lambda: self.bot.cancel(incident_id, user, reason="cancelled from Slack")  # noqa: E731
+        self._closed(self._after(incident_id, cancel), rendered=True)
 
-    def _closed(self, incident: Incident) -> None:
-        self.refresh(incident.id)
+    def _closed(self, incident: Incident, rendered: bool = False) -> None:
+        if not rendered:
+            self.refresh(incident.id)
         with self.bot.store.session() as session:
             lines = format_timeline(timeline(session, incident.id))
         self.say(incident, blocks.timeline_text(incident, lines))
