@@ -63,8 +63,9 @@ class AuditTrail:
             message=redact(message),
             data=redact_obj(data),
         )
+        # Flushed with the rest of the unit of work (or before a query that needs it): a
+        # flush per event was a tenth of the worker's CPU; rows still insert in this order.
         session.add(event)
-        session.flush()
         if self.log_file is not None:
             append_audit_line(self.log_file, event.message, event.at)
         return event

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.config import Settings
 from bot.escalation import ENDS, PAGED_ORDER, Event, notices_for
@@ -192,6 +193,12 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(600, 5 * 2 ** max(0, attempts - 1)))
 
 
+def _unclaimed(now: datetime) -> ColumnElement[bool]:
+    """Nobody holds the row: never claimed, or its deliverer died (claim older than a lease)."""
+    stale = now - timedelta(seconds=CLAIM_SECONDS)
+    return or_(OutboxItem.claimed_at.is_(None), OutboxItem.claimed_at < stale)
+
+
 class Deliverer:
     """Delivers due notices through the notifiers of their audiences."""
 
@@ -217,20 +224,22 @@ class Deliverer:
     def deliver_due(self, limit: int = 50) -> int:
         """Deliver what is due now; how many were sent."""
         sent = 0
-        for _ in range(limit):
-            claimed = self._claim()
-            if claimed is None:
+        while sent < limit:
+            ready = self._ready()
+            taken = 0
+            for row, incident in ready[: limit - sent]:
+                if self._take(row):
+                    taken += 1
+                    sent += self._deliver(row, incident)
+            if taken == 0:
                 break
-            sent += self._deliver(*claimed)
         return sent
 
-    def _claim(self) -> tuple[OutboxItem, Incident | None] | None:
-        """Look with a read first (an idle deliverer never takes SQLite's write lock), then
-        claim the first ready row by compare-and-set. One query reads the rows with their
-        incidents: whether a row is held is decided on what it returned."""
+    def _ready(self) -> list[tuple[OutboxItem, Incident | None]]:
+        """The due rows nobody holds, with their incidents, in one read (an idle deliverer
+        never takes SQLite's write lock); whether a row waits is decided on what it returned.
+        Each is then taken by compare-and-set, so one read serves a batch of deliveries."""
         now = self.clock()
-        stale = now - timedelta(seconds=CLAIM_SECONDS)
-        unclaimed = or_(OutboxItem.claimed_at.is_(None), OutboxItem.claimed_at < stale)
         with self.store.read() as session:
             rows = session.execute(
                 select(OutboxItem, Incident)
@@ -240,22 +249,24 @@ class Deliverer:
                     OutboxItem.given_up_at.is_(None),
                     OutboxItem.audience.in_(list(self.by_audience)),
                     OutboxItem.due_at <= now,
-                    unclaimed,
+                    _unclaimed(now),
                 )
                 .order_by(OutboxItem.id)
                 .limit(20)
             ).all()
             session.expunge_all()
-        ready = [(row, incident) for row, incident in rows if not self._held(row, incident)]
-        for row, incident in ready:
-            won = self.store.execute_once(
+        return [(row, incident) for row, incident in rows if not self._held(row, incident)]
+
+    def _take(self, row: OutboxItem) -> bool:
+        """Claim ``row`` unless another deliverer sent or claimed it since it was read."""
+        now = self.clock()
+        return bool(
+            self.store.execute_once(
                 update(OutboxItem)
-                .where(OutboxItem.id == row.id, OutboxItem.sent_at.is_(None), unclaimed)
+                .where(OutboxItem.id == row.id, OutboxItem.sent_at.is_(None), _unclaimed(now))
                 .values(claimed_by=self.worker_id, claimed_at=now)
             )
-            if won:
-                return row, incident
-        return None
+        )
 
     def _held(self, row: OutboxItem, incident: Incident | None) -> bool:
         return incident is not None and self.not_yet(incident, row)
