@@ -789,6 +789,21 @@ def snapshot(folder: Path, prod: str, sqlite: bool) -> None:
     create_snapshot(prod, storage_of(env), migrations_table=env.migrations_table)
 
 
+def serve_apart(fake: FakeSlack, nice: int) -> None:
+    """Slack's Web API does not run on rollbot's host. Its stand-in here serves each call
+    at ``nice`` (the worker's own nice 10 by default): answering the worker's posts uses the
+    CPUs the worker would otherwise use, not the acks' (bare Bolt makes no calls at all)."""
+    if nice <= 0:
+        return
+    handle = fake._handle
+
+    def apart(req: Any) -> None:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # this thread (Linux)
+        handle(req)
+
+    fake._handle = apart  # type: ignore[method-assign]
+
+
 @dataclass
 class BareBolt:
     proc: subprocess.Popen[bytes]
@@ -1301,6 +1316,12 @@ def main() -> int:
         default="low",
         help="rollbot's [slack] worker_cpu: low (nice 10, the default) or idle (SCHED_IDLE)",
     )
+    parser.add_argument(
+        "--fake-slack-nice",
+        type=int,
+        default=10,
+        help="the nice value the fake Slack Web API serves each call at (0: as the acks)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     args.slack = {"worker_cpu": args.worker_cpu}
@@ -1310,7 +1331,8 @@ def main() -> int:
         f"{os.cpu_count()} CPUs; {args.clients} clients in {args.client_procs} processes "
         f"({f'{args.rate:g} requests/s each, on a schedule' if args.rate else 'flat out'}), "
         f"{args.seconds:.0f} s per case, {args.rows:,} rows restored; worker_cpu "
-        f"{args.worker_cpu}; state: one process "
+        f"{args.worker_cpu}; fake Slack API at nice {max(args.fake_slack_nice, 0)}; "
+        "state: one process "
         f"{args.one_state}, two replicas postgres (a PostgreSQL server of its own, like "
         "production's rollbot state, not the restored one); "
         f"load average {os.getloadavg()[0]:.1f}",
@@ -1319,6 +1341,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="rollbot-load-"))
     fake = FakeSlack().start()
     fake.groups[DBA_GROUP] = [BOB]
+    serve_apart(fake, args.fake_slack_nice)
     cluster = ThrowawayCluster()
     state_cluster = ThrowawayCluster()  # rollbot's own state lives apart from what it restores
     started: list[Served] = []

@@ -77,6 +77,11 @@ def parse_ref(ref: int | str) -> int:
     return int(text)
 
 
+def _ticks_in(session: Session, incident_id: int) -> dict[str, ChecklistTick]:
+    rows = session.scalars(select(ChecklistTick).where(ChecklistTick.incident_id == incident_id))
+    return {t.item_id: t for t in rows}
+
+
 def _maybe_ref(ref: int | str | None) -> int | None:
     try:
         return parse_ref(ref) if ref is not None else None
@@ -358,10 +363,15 @@ class Rollbot:
 
     def ticks(self, ref: int | str) -> dict[str, ChecklistTick]:
         with self.store.read() as session:
-            rows = session.scalars(
-                select(ChecklistTick).where(ChecklistTick.incident_id == parse_ref(ref))
-            )
-            return {t.item_id: t for t in rows}
+            return _ticks_in(session, parse_ref(ref))
+
+    def checklist_and_paging(
+        self, ref: int | str
+    ) -> tuple[dict[str, ChecklistTick], dict[str, str]]:
+        """:meth:`ticks` and :meth:`paging` in one read: a card shows both, every render."""
+        with self.store.read() as session:
+            incident_id = parse_ref(ref)
+            return _ticks_in(session, incident_id), outbox.page_states_in(session, incident_id)
 
     def approval_status(self, incident: Incident) -> tuple[int, int]:
         policy = self.policy(incident.tier)  # type: ignore[arg-type]

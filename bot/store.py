@@ -72,7 +72,7 @@ class Store:
     ) -> None:
         url = normalise_url(url)
         self.wait_seconds = wait_seconds
-        wait_ms = self._wait_ms = int(wait_seconds * 1000)
+        wait_ms = int(wait_seconds * 1000)
         self._polls_for_lock = polls_for_lock
         connect_args: dict[str, Any] = {}
         if url.startswith("postgresql"):
@@ -154,9 +154,12 @@ class Store:
     def execute_once(self, statement: Executable, params: dict[str, Any] | None = None) -> int:
         """One write statement in a transaction of its own; its row count.
 
-        On SQLite the write lock is asked for every millisecond until ``wait_seconds``
-        (SQLite's own busy handler backs off to 100 ms sleeps, so a waiter missed the
-        moments the lock was free) and held only while SQLite runs the statement.
+        On SQLite the write lock is held only while SQLite runs the statement. Waiting for
+        it: the inbox's file (``polls_for_lock``) asks every millisecond until
+        ``wait_seconds`` (an ack must not sleep through the moments it is free); the state
+        file leaves the wait to SQLite's busy handler, which sleeps in C (1, 2, 5, 10 ms...)
+        where a Python loop retrying each millisecond cost the worker's threads a failed
+        statement, an exception and two ``PRAGMA`` toggles per try.
         """
         return self._write_once(statement, params, lambda result: result.rowcount)
 
@@ -173,20 +176,14 @@ class Store:
         deadline = time.monotonic() + self.wait_seconds
         while True:
             with self.single_writes.connect() as conn:
-                raw = conn.connection.dbapi_connection if self.dialect == "sqlite" else None
-                toggles = raw is not None and not self._polls_for_lock
-                if toggles:
-                    raw.execute("PRAGMA busy_timeout=0")
                 try:
                     out = read(conn.execute(statement, params or {}))
                     conn.commit()
                     return out
                 except OperationalError as exc:
-                    if raw is None or "locked" not in str(exc) or time.monotonic() >= deadline:
+                    polling = self._polls_for_lock and self.dialect == "sqlite"
+                    if not polling or "locked" not in str(exc) or time.monotonic() >= deadline:
                         raise
-                finally:
-                    if toggles:
-                        raw.execute(f"PRAGMA busy_timeout={self._wait_ms}")
             time.sleep(0.001)
 
     @contextmanager

@@ -102,8 +102,7 @@ class IncidentFlows:
                 for a in incident.approvals
                 if a.plan_hash == incident.plan_hash and a.expires_at <= now
             ]
-        view.ticks = self.bot.ticks(incident.id)
-        view.paging = self.bot.paging(incident.id)
+        view.ticks, view.paging = self.bot.checklist_and_paging(incident.id)
         if incident.state in (State.VERIFYING.value, State.RESOLVED.value):
             view.undoable = self.bot.undoable(incident)
         if incident.state in (State.METHOD_CHOSEN.value, State.AWAITING_APPROVAL.value):
