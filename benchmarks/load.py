@@ -2,7 +2,7 @@
 
     uv run python benchmarks/load.py [--seconds 60] [--clients 20] [--rate 5] [--rows 2000000]
                                      [--one-state sqlite|postgres] [--skip-replicas]
-                                     [--worker-cpu low|idle]
+                                     [--worker-cpu low|idle] [--fake-slack-nice 10]
 
 ``--clients`` concurrent clients post a mix of signed ``/rollback production <marker>``
 slash commands and button clicks to ``/slack/events`` for ``--seconds``, each
