@@ -415,16 +415,18 @@ class IncidentFlows:
             )
             return
         incident = self.bot.resolve(incident_id, user, confirm_unticked=confirm)
-        self._closed(incident)
+        self.refresh(incident.id)
+        self._post_timeline(incident)
 
     def cancel(self, user: str, incident_id: int) -> None:
-        cancel = lambda: self.bot.cancel(incident_id, user, reason="cancelled from Slack")  # noqa: E731
-        self._closed(self._after(incident_id, cancel), rendered=True)
+        incident = self._after(
+            incident_id, lambda: self.bot.cancel(incident_id, user, reason="cancelled from Slack")
+        )
+        self._post_timeline(incident)
 
-    def _closed(self, incident: Incident, rendered: bool = False) -> None:
-        if not rendered:
-            self.refresh(incident.id)
-        with self.bot.store.session() as session:
+    def _post_timeline(self, incident: Incident) -> None:
+        """A closed incident's timeline in its thread (as a file when too long for a message)."""
+        with self.bot.store.read() as session:  # a read: no write lock on SQLite
             lines = format_timeline(timeline(session, incident.id))
         self.say(incident, blocks.timeline_text(incident, lines))
         if not blocks.timeline_fits(incident, lines) and incident.chat_channel:
