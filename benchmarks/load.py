@@ -933,34 +933,42 @@ def measure(
     )
 
 
-IN_APP = re.compile(r'^rollbot_slack_ack_seconds_bucket\{kind="[^"]*",le="([^"]+)"\} (\S+)$', re.M)
+IN_APP = {
+    "rollbot_slack_ack_seconds": "front door to answer",
+    "rollbot_inbox_write_seconds": "of which the inbox write",
+}
+BUCKET = re.compile(r'^(\w+)_bucket\{\w+="[^"]*",le="([^"]+)"\} (\S+)$', re.M)
+Buckets = dict[str, Counter[str]]
 
 
-def in_app_buckets(urls: Iterable[str]) -> Counter[str]:
-    """Acks answered within each bucket of ``rollbot_slack_ack_seconds``, summed over kinds
-    and servers: the time inside the app (front door to answer), as ``/metrics`` reports it."""
-    total: Counter[str] = Counter()
+def in_app_buckets(urls: Iterable[str]) -> Buckets:
+    """Per histogram of :data:`IN_APP`, the acks within each bucket, summed over labels and
+    servers, as ``/metrics`` reports them: the time inside the app (front door to answer)
+    and the part of it spent recording the request in the inbox."""
+    total: Buckets = {name: Counter() for name in IN_APP}
     for url in urls:
         base = url.rsplit("/slack/events", 1)[0]
         with urlopen(f"{base}/metrics", timeout=10) as resp:
-            for le, count in IN_APP.findall(resp.read().decode()):
-                total[le] += int(float(count))
+            for name, le, count in BUCKET.findall(resp.read().decode()):
+                if name in total:
+                    total[name][le] += int(float(count))
     return total
 
 
-def in_app_note(before: Counter[str], after: Counter[str]) -> str:
-    """How long the measured acks spent inside the app: the rest of the latency the clients
-    saw is the transport and the wait for a CPU."""
-    counts = {le: after[le] - before[le] for le in after}
-    n = counts.get("+Inf", 0)
-    if not n:
-        return "inside the app: no ack recorded in /metrics"
-    shown = ", ".join(
-        f"{counts[le] / n:.1%} within {float(le) * 1000:g} ms"
-        for le in ("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1")
-        if le in counts
-    )
-    return f"inside the app (front door to answer, /metrics) of {n} acks: {shown}"
+def in_app_note(before: Buckets, after: Buckets) -> str:
+    """How long the measured acks spent inside the app, and in the inbox write: the rest of
+    the latency the clients saw is the transport and the wait for a CPU."""
+    parts = []
+    for name, label in IN_APP.items():
+        counts = {le: after[name][le] - before[name][le] for le in after[name]}
+        n = counts.get("+Inf", 0)
+        shown = ", ".join(
+            f"{counts[le] / n:.1%} within {float(le) * 1000:g} ms"
+            for le in ("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1")
+            if le in counts and n
+        )
+        parts.append(f"{label} ({name}) of {n} acks: {shown or 'none recorded'}")
+    return "inside the app, " + "; ".join(parts)
 
 
 def pg_sessions(url: str) -> int:

@@ -62,6 +62,13 @@ ACCEPTED = Counter(
     "Requests offered to the inbox, by result (recorded, duplicate, full, unavailable).",
     ["result"],
 )
+INBOX_WRITE_SECONDS = Histogram(
+    "rollbot_inbox_write_seconds",
+    "How long an ack waited to record its request in the inbox (the state database), by "
+    "result: the part of rollbot_slack_ack_seconds the state database decides.",
+    ["result"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+)
 STEPS = Counter(
     "rollbot_steps",
     "Incident steps that ended, by step kind and outcome (succeeded, failed, interrupted).",
@@ -94,11 +101,14 @@ def observe_request(kind: str, status: int, seconds: float) -> None:
 
 
 def count_acceptances(inbox: Inbox) -> Inbox:
-    """Count what :meth:`Inbox.accept` answers (e.g. how many acks said "not recorded")."""
+    """Count what :meth:`Inbox.accept` answers (e.g. how many acks said "not recorded") and
+    time it: when acks slow down, this says whether the state database is why."""
     accept = inbox.accept
 
     def counted(request: Any) -> Any:
+        started = time.perf_counter()
         result = accept(request)
+        INBOX_WRITE_SECONDS.labels(str(result.value)).observe(time.perf_counter() - started)
         ACCEPTED.labels(str(result.value)).inc()
         return result
 

@@ -170,7 +170,9 @@ def test_metrics_after_a_flow(prod_db: str, tmp_path: Path) -> None:
                 == clicks
             )
             assert value(found, "rollbot_slack_requests_total", kind="block_actions", status="200")
-            assert value(found, "rollbot_inbox_accepted_total", result="recorded")
+            recorded = value(found, "rollbot_inbox_accepted_total", result="recorded")
+            assert recorded
+            assert value(found, "rollbot_inbox_write_seconds_count", result="recorded") == recorded
             assert value(found, "rollbot_pages_sent_total", provider="pagerduty") == 0
             assert value(found, "rollbot_inbox_readable") == 1
             assert value(found, "rollbot_inbox_depth", status="pending") is not None
