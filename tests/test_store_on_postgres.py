@@ -29,6 +29,7 @@ from tests.core.test_core import (
     test_walk_to_pitr_records_decisions,
 )
 from tests.core.test_inbox import (
+    test_an_ack_is_one_statement_whatever_the_backlog,
     test_one_row_per_incident_at_a_time_in_order,
     test_recorded_once_and_refused_past_the_high_water_mark,
     test_rows_of_a_dead_worker_are_claimable_at_once,
@@ -49,6 +50,7 @@ __all__ = [
     "production_database",
     "test_a_step_killed_while_polling_resumes_without_sending_again",
     "test_alembic_upgrades_empty_database_and_is_idempotent",
+    "test_an_ack_is_one_statement_whatever_the_backlog",
     "test_audit_trail_is_append_only",
     "test_checklists_and_resolution_need_confirmation",
     "test_decisions_use_the_time_the_request_was_accepted",

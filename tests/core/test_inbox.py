@@ -3,6 +3,8 @@ incident in order, and given up by dead workers."""
 
 from __future__ import annotations
 
+from sqlalchemy import event
+
 from bot.inbox import Acceptance, Inbox, InboxStatus, NewRequest
 from bot.service import Rollbot
 from tests.core_fixtures import Clock
@@ -19,6 +21,27 @@ def test_recorded_once_and_refused_past_the_high_water_mark(bot: Rollbot, clock:
     assert inbox.accept(_request("b")) is Acceptance.RECORDED
     assert inbox.accept(_request("c")) is Acceptance.FULL
     assert inbox.counts() == {"pending": 2}
+
+
+def test_an_ack_is_one_statement_whatever_the_backlog(bot: Rollbot, clock: Clock) -> None:
+    """The high-water mark is checked by the insert itself: no count beside it, recorded or
+    refused (a separate count had been a second round trip on every other ack)."""
+    inbox = Inbox(bot.store, high_water=1, clock=clock)
+    statements: list[str] = []
+    engine = bot.store.inbox_side.engine
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert inbox.accept(_request("first")) is Acceptance.RECORDED
+        assert statements == ["INSERT"]
+        assert inbox.accept(_request("second")) is Acceptance.FULL
+        assert statements == ["INSERT", "INSERT"]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert inbox.counts() == {"pending": 1}
 
 
 def test_one_row_per_incident_at_a_time_in_order(bot: Rollbot, clock: Clock) -> None:
