@@ -3,11 +3,14 @@
     uv run python benchmarks/load.py [--seconds 60] [--clients 20] [--rate 5] [--rows 2000000]
                                      [--one-state sqlite|postgres] [--skip-replicas]
                                      [--worker-cpu low|idle] [--fake-slack-nice 10]
+                                     [--arrivals poisson|burst]
 
 ``--clients`` concurrent clients post a mix of signed ``/rollback production <marker>``
 slash commands and button clicks to ``/slack/events`` for ``--seconds``, each
 ``--rate`` requests per second on a schedule (open loop, as Slack sends: a late reply
-does not delay the next request, and a request sent late counts its wait), or with
+does not delay the next request, and a request sent late counts its wait; ``--arrivals
+poisson``, the default: at random gaps, each client independently, as people click;
+``burst``: all clients at the same instants, a stampede every ``1/rate`` s), or with
 ``--rate 0`` as fast as replies come (closed loop: it measures throughput, and the ack
 latency then mostly says how long requests queued):
 
@@ -53,6 +56,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import multiprocessing
 import os
@@ -68,7 +72,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,6 +376,7 @@ class ClientSpec:
     state_url: str | None  # where to find the cards of the clients' incidents (None: bare)
     seed: int = 1
     rate: float = 0.0  # requests per second per client (open loop); 0: closed loop, flat out
+    arrivals: str = "poisson"  # open loop: "poisson" (independent people) or "burst"
 
 
 # kind, start (s after start_at), latency (s), HTTP status, outcome, key, marker, url index
@@ -454,6 +459,24 @@ def _click(user: str, card: CardRef, action_id: str, block_id: str, value: str) 
     return form(block_action_payload(user, action, card.channel, card.ts, card.thread_ts))
 
 
+def send_times(spec: ClientSpec, n: int) -> Iterator[float]:
+    """When client ``n`` sends each request (``time.time()``). ``poisson``: at random gaps
+    of mean ``1/rate``, independently of the other clients, as people click. ``burst``: all
+    clients at the same instants, every ``1/rate`` s (20 requests within a few ms: a
+    stampede, whose p99 is how long the last of them waits for the others)."""
+    if not spec.rate:
+        while True:
+            yield time.time()
+    if spec.arrivals == "burst":
+        for i in itertools.count():
+            yield spec.start_at + i / spec.rate
+    gaps = random.Random(f"arrivals-{spec.seed}-{n}")  # the same schedule in every case
+    due = spec.start_at
+    while True:
+        due += gaps.expovariate(spec.rate)
+        yield due
+
+
 def _one_client(spec: ClientSpec, n: int, cards: Cards, out: list[Sample], deadline: float) -> None:
     """Half commands; half clicks: answer / cancel own incidents, stranger, tampered value."""
     rng = random.Random(spec.seed * 1000 + n)
@@ -462,8 +485,11 @@ def _one_client(spec: ClientSpec, n: int, cards: Cards, out: list[Sample], deadl
     user = f"U0LOAD{n:02d}"
     answered: deque[CardRef] = deque()
     i = 0
+    schedule = send_times(spec, n)
     while time.time() < deadline:
-        due = spec.start_at + i / spec.rate if spec.rate else time.time()
+        due = next(schedule)
+        if due > deadline:
+            break
         time.sleep(max(0.0, due - time.time()))  # open loop: on its schedule, not on replies
         url_index = (n + i) % len(spec.urls)
         r = rng.random()
@@ -937,7 +963,8 @@ IN_APP = {
     "rollbot_slack_ack_seconds": "front door to answer",
     "rollbot_inbox_write_seconds": "of which the inbox write",
 }
-BUCKET = re.compile(r'^(\w+)_bucket\{\w+="[^"]*",le="([^"]+)"\} (\S+)$', re.M)
+BUCKET = re.compile(r"^(\w+)_bucket\{([^}]*)\} (\S+)$", re.M)
+LE = re.compile(r'\ble="([^"]+)"')
 Buckets = dict[str, Counter[str]]
 
 
@@ -949,9 +976,10 @@ def in_app_buckets(urls: Iterable[str]) -> Buckets:
     for url in urls:
         base = url.rsplit("/slack/events", 1)[0]
         with urlopen(f"{base}/metrics", timeout=10) as resp:
-            for name, le, count in BUCKET.findall(resp.read().decode()):
-                if name in total:
-                    total[name][le] += int(float(count))
+            for name, labels, count in BUCKET.findall(resp.read().decode()):
+                le = LE.search(labels)
+                if name in total and le:
+                    total[name][le.group(1)] += int(float(count))
     return total
 
 
@@ -1094,7 +1122,10 @@ def run_served_case(
     rss_start = sum(rss_mb(r) for r in roots)
     with fake._lock:
         first_call = len(fake.calls)
-    spec = ClientSpec(tag, urls, (), 0.0, args.seconds, key.hex(), restore, db.url, rate=args.rate)
+    spec = ClientSpec(
+        tag, urls, (), 0.0, args.seconds, key.hex(), restore, db.url, rate=args.rate,
+        arrivals=args.arrivals,
+    )  # fmt: skip
     watch.begin()
     cpu = CpuMeter(cpu_roots(served, args)).start()
     scheduling = SchedulingMeter(ack_side_pids(served))
@@ -1184,6 +1215,7 @@ def run_bare_case(
         restore,
         None,
         rate=args.rate,
+        arrivals=args.arrivals,
     )
     watch.begin()
     cpu = CpuMeter({**cpu_roots([beside], args, idle=True), bare.proc.pid: "bare Bolt"}).start()
@@ -1303,6 +1335,13 @@ def main() -> int:
         "clients, far above what Slack sends one app); 0: each client as fast as replies come",
     )
     parser.add_argument(
+        "--arrivals",
+        choices=("poisson", "burst"),
+        default="poisson",
+        help="with --rate: each client at random gaps of mean 1/rate, independently "
+        "(poisson, the default) or all clients at the same instants (burst)",
+    )
+    parser.add_argument(
         "--rows", type=int, default=2_000_000, help="rows in the restored table (restore length)"
     )
     parser.add_argument(
@@ -1337,7 +1376,7 @@ def main() -> int:
     print(tree_state())
     print(
         f"{os.cpu_count()} CPUs; {args.clients} clients in {args.client_procs} processes "
-        f"({f'{args.rate:g} requests/s each, on a schedule' if args.rate else 'flat out'}), "
+        f"({f'{args.rate:g} requests/s each, {args.arrivals} arrivals' if args.rate else 'flat out'}), "
         f"{args.seconds:.0f} s per case, {args.rows:,} rows restored; worker_cpu "
         f"{args.worker_cpu}; fake Slack API at nice {max(args.fake_slack_nice, 0)}; "
         "state: one process "
