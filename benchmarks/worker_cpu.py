@@ -7,7 +7,8 @@ whatever else the machine does (runs of one code base differed by a third). Here
 ``rollbot serve --http`` (SQLite state, the production target a small PostgreSQL database,
 no restore) gets `load.py`'s mix of slash commands and clicks at a slow rate it keeps up
 with. Printed: the worker's idle CPU (its polling), then its CPU per inbox row above idle,
-the ack side's CPU per request, and the mix. Compare two trees by running each, in turns.
+the ack side's CPU per request beside bare Bolt's (measured first, the same mix at the same
+rate), and the mix. Compare two trees by running each, in turns.
 On demand only; not part of the tests.
 """
 
@@ -51,6 +52,32 @@ def first_card(db: load.StateDb, timeout: float = 30) -> load.CardRef:
     raise RuntimeError("the first incident's card never appeared")
 
 
+def bare_ack_cpu(
+    args: argparse.Namespace, fake: load.FakeSlack, prod: str, card: load.CardRef, folder: Path
+) -> float:
+    """Bare Bolt's CPU per request (ms) under the same mix and rate, served the same way: in
+    a stampede of requests the last waits for the CPU of all the others, so this ratio sets
+    how far rollbot's p99 can come to bare Bolt's there (docs/architecture.md item 53)."""
+    bare = load.BareBolt.start(load.served_env(fake, prod), folder / "bare.log")
+    try:
+        dummy = b"bare bolt checks no seal"
+        url = load._url(bare.port)
+        load.warm_up([url], card, dummy)
+
+        def used() -> float:
+            return sum(cpu_seconds(p) for p in [bare.proc.pid, *load.descendants(bare.proc.pid)])
+
+        before = used()
+        spec = load.ClientSpec(
+            "bare", (url,), tuple(range(args.clients)), time.time() + 0.5, args.seconds,
+            dummy.hex(), card, None, rate=args.rate,
+        )  # fmt: skip
+        samples, _ = load.run_clients(spec)
+        return round(1000 * (used() - before) / max(len(samples), 1), 2)
+    finally:
+        bare.stop()
+
+
 def measure(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     fake = load.FakeSlack().start()
     fake.groups[load.DBA_GROUP] = [load.BOB]
@@ -76,6 +103,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, object]:
             return sum(cpu_seconds(p) for p in [acks, *load.descendants(acks)] if p != worker)
 
         wait_drained_ok = load.wait_drained(db, 60)[0]
+        bare_ms = bare_ack_cpu(args, fake, prod, card, folder)
         idle_start = cpu_seconds(worker)
         time.sleep(IDLE_SECONDS)
         idle = (cpu_seconds(worker) - idle_start) / IDLE_SECONDS
@@ -94,7 +122,9 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, object]:
         return {
             "worker idle CPU (share of one core)": round(idle, 4),
             "worker CPU per inbox row above idle (ms)": round(1000 * used / n, 2),
-            "ack side CPU per request (ms)": round(1000 * (ack_side() - acks0) / n, 2),
+            "ack side CPU per request (ms)": (ack_ms := round(1000 * (ack_side() - acks0) / n, 2)),
+            "bare Bolt CPU per request (ms)": bare_ms,
+            "ack side CPU / bare Bolt's": round(ack_ms / bare_ms, 2) if bare_ms else None,
             "requests": n,
             "mix": dict(Counter(s[0] for s in samples)),
             "drained": drained,
