@@ -1,12 +1,13 @@
-"""The front door for Slack's HTTP requests: size, signature, shape, before Bolt sees them.
+"""The front door for Slack's HTTP requests: size, signature, shape, then the router.
 
 Slack signs each request (``v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}")``).
 rollbot checks that itself, first, and strictly: a missing or non-numeric
 timestamp, one more than five minutes off, or a wrong signature is a 401,
 never an exception; a body over :data:`MAX_BODY` is a 413 before it is read;
 a verified body of the wrong shape (``handlers.slack.payloads``) is a 400.
-Nothing refused here reaches a listener, is logged in full, or makes rollbot
-post anywhere. Refusals are counted per source per minute (:class:`DoorRefusals`).
+Nothing refused here reaches a handler, is logged in full, or makes rollbot
+post anywhere. A validated payload goes straight to the acknowledging side's
+router (``handlers.slack.acks``), whose answer is the response. Refusals are counted per source per minute (:class:`DoorRefusals`).
 Every Slack request is timed here, from arrival to answer, by payload kind
 (``handlers.metrics``): the ack latency Slack holds rollbot to (3 s).
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import logging
 import re
@@ -28,6 +28,7 @@ from typing import Any
 
 from bot.store import Store
 from handlers.metrics import observe_request
+from handlers.slack.acks import Reply
 from handlers.slack.payloads import (
     BadPayload,
     BlockActions,
@@ -38,7 +39,6 @@ from handlers.slack.payloads import (
     UrlVerification,
     ViewSubmission,
     classify,
-    for_bolt,
     parse_body,
 )
 
@@ -206,7 +206,7 @@ class _Seen:
 
 
 def front_door(
-    bolt: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+    dispatch: Callable[[object], Reply],
     signing_secret: str,
     refusals: DoorRefusals | None,
     *,
@@ -214,7 +214,8 @@ def front_door(
     probes: dict[str, Probe] | None = None,
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     """WSGI: ``/healthz`` and the GET ``probes`` (``/readyz``, ``/metrics``); ``path``
-    checked (size, signature, shape) before ``bolt``, and timed as a whole by kind."""
+    checked (size, signature, shape), then answered by ``dispatch`` (a validated payload
+    in, the ack's body out); timed as a whole by kind."""
     probes = probes or {}
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -261,19 +262,10 @@ def front_door(
             log.info("refused a signed Slack request of the wrong shape: %s", exc)
             return _reply(start_response, "400 Bad Request", {"error": "unexpected payload"})
         seen.kind = KINDS.get(type(payload), "other")
-        if isinstance(payload, Ignored):
-            return _reply(start_response, "200 OK")
-        body = json.dumps(for_bolt(payload)).encode()
-        environ = {
-            **environ,
-            "wsgi.input": io.BytesIO(body),
-            "CONTENT_LENGTH": str(len(body)),
-            "CONTENT_TYPE": "application/json",
-        }
-        try:
-            return list(bolt(environ, start_response))
-        except Exception as exc:  # a verified, well-formed request Bolt still chokes on
-            log.error("Bolt failed on a validated request: %s", type(exc).__name__)
-            return _reply(start_response, "400 Bad Request", {"error": "unexpected payload"})
+        reply = None if isinstance(payload, Ignored) else dispatch(payload)
+        if reply is None:
+            start_response("200 OK", [("Content-Length", "0")])
+            return [b""]
+        return _reply(start_response, "200 OK", reply)
 
     return application

@@ -4,7 +4,7 @@
 workers for HTTP, the Socket Mode client otherwise) and, unless told not to,
 starts ``rollbot worker`` beside it and restarts it if it dies. The two share
 nothing but the state database: the acknowledging side only records requests
-(``handlers.slack.app``), the worker does the work (``handlers.slack.worker``).
+(``handlers.slack.acks``), the worker does the work (``handlers.slack.worker``).
 Several replicas share one PostgreSQL state database and its inbox.
 
 Under gunicorn, ``/healthz`` says the process answers, ``/readyz`` whether it
@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
-from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
@@ -51,6 +50,7 @@ from handlers.metrics import (
 from handlers.rundir import RunDir
 from handlers.runtime import load_config
 from handlers.scheduling import ask_for_short_slices
+from handlers.slack.acks import Acknowledger
 from handlers.slack.app import build_app
 from handlers.slack.client import api_url_from_env, make_web_client
 from handlers.slack.gate import DoorRefusals, front_door
@@ -93,22 +93,16 @@ class SlackTokens:
 class AckSide:
     settings: Settings
     store: Store
-    app: App
+    client: WebClient
+    acks: Acknowledger
 
 
-def ack_side(config: str | Path | None, tokens: SlackTokens, *, socket_mode: bool) -> AckSide:
+def ack_side(config: str | Path | None, tokens: SlackTokens) -> AckSide:
     settings = load_config(config)
     store = open_store(settings.database_url, wait_seconds=ACK_DB_WAIT_SECONDS, ping=False)
     inbox = count_acceptances(Inbox(store, high_water=settings.slack.inbox_high_water))
     client = count_slack_errors(make_web_client(tokens.bot_token, api_url_from_env()))
-    app = build_app(
-        settings,
-        inbox,
-        client=client,
-        signing_secret=tokens.signing_secret,
-        socket_mode=socket_mode,
-    )
-    return AckSide(settings, store, app)
+    return AckSide(settings, store, client, Acknowledger(settings, inbox, client))
 
 
 def _settle_garbage_collector() -> None:
@@ -134,7 +128,7 @@ def wsgi_app(
 
     readiness = Readiness(side.store, worker_heartbeat, migration_heads())
     return front_door(
-        SlackRequestHandler(side.app, path="/slack/events"),
+        side.acks.dispatch,
         signing_secret,
         DoorRefusals(side.store, audit),
         probes={"/readyz": readiness.probe, "/metrics": metrics_probe(side.store)},
@@ -244,7 +238,7 @@ def serve_http(
                 self.cfg.set(key, value)
 
         def load(self) -> Callable[..., Any]:
-            side = ack_side(config, tokens, socket_mode=False)
+            side = ack_side(config, tokens)
             app = wsgi_app(side, tokens.signing_secret or "", worker_heartbeat=heartbeat)
             _settle_garbage_collector()
             # An ack hands the GIL back at each database call; another thread holding it
@@ -268,8 +262,9 @@ def serve_socket(
     tokens = SlackTokens.from_env(socket_mode=True)
     settings = load_config(config)
     open_store(settings.database_url).dispose()
-    side = ack_side(config, tokens, socket_mode=True)
-    handler = ValidatingSocketModeHandler(side.app, tokens.app_token, web_client=side.app.client)
+    side = ack_side(config, tokens)
+    app = build_app(side.acks, client=side.client)
+    handler = ValidatingSocketModeHandler(app, tokens.app_token, web_client=side.client)
     _settle_garbage_collector()
     stop = stop or threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

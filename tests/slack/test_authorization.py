@@ -7,19 +7,20 @@ import json
 from typing import Any
 
 import pytest
-from slack_bolt import BoltRequest
 from slack_bolt.util.utils import get_name_for_callable
 
 from bot.inbox import Inbox
 from handlers.slack import interactions
-from handlers.slack.app import build_app, registered_listeners
+from handlers.slack.acks import Acknowledger
+from handlers.slack.app import build_app
 from handlers.slack.client import make_web_client
 from handlers.slack.flows import SIGNING_KEY
 from handlers.slack.metadata import ActionValue, ValueSigner, checklist_block_id, source_block_id
+from handlers.slack.payloads import classify
 from tests.slack.conftest import MALLORY, REQUESTER
 from tests.slack.driver import Card, SlackDriver
 from tests.slack.fake_slack import BOT_TOKEN
-from tests.slack.signing import SIGNING_SECRET, block_action_payload
+from tests.slack.signing import block_action_payload
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -31,39 +32,34 @@ EXPECTED_REFUSAL = {
 }
 
 
-def test_clicks_and_views_reach_only_the_table_driven_listeners(http_driver: SlackDriver) -> None:
-    """The app registers one listener for all rollbot buttons and one for its views; both look
-    the action up in ``handlers.slack.interactions`` (so each has a declared requirement)."""
+def test_clicks_and_views_reach_only_the_table_driven_handlers(http_driver: SlackDriver) -> None:
+    """One router answers both transports (the HTTP front door calls it, Socket Mode reaches
+    it through Bolt's one middleware): every rollbot button goes to the click handler and
+    every rollbot view to the submit handler, and both look the action up in
+    ``handlers.slack.interactions`` (so each has a declared requirement)."""
     d = http_driver
-    app = build_app(
-        d.bot.settings,
-        Inbox(d.bot.store),
-        client=make_web_client(BOT_TOKEN, d.fake.url),
-        signing_secret=SIGNING_SECRET,
-    )
-    listeners = registered_listeners(app)
-    names = {get_name_for_callable(x.ack_function) for x in listeners}
-    assert names == {
-        "on_rollback",
-        "on_click",
-        "on_submit",
-        "on_mention",
-        "on_home",
-        "ignore_messages",
-    }
+    client = make_web_client(BOT_TOKEN, d.fake.url)
+    acks = Acknowledger(d.bot.settings, Inbox(d.bot.store), client)
+    app = build_app(acks, client=client)
+    assert [get_name_for_callable(m.func) for m in app._middleware_list[-1:]] == ["answer"]
+    assert app._listeners == []  # nothing of Bolt's own routing is used
     for action_id in [*interactions.BUTTONS, "rb_answer:production", "rb_step:retry"]:
         body = block_action_payload(
             MALLORY, {"action_id": action_id, "type": "button"}, "C1", "1.1"
         )
-        request = BoltRequest(body=body, mode="socket_mode")
-        matched = [
-            get_name_for_callable(x.ack_function)
-            for x in listeners
-            if x.matches(req=request, resp=None)
-        ]  # type: ignore[arg-type]
-        assert matched == ["on_click"], (action_id, matched)
+        assert acks.route(classify(body)) == acks.click, action_id
         assert interactions.button(action_id) is not None, action_id
     assert interactions.button("rb_step:reboot") is None  # no requirement, not acted on
+    for callback_id in interactions.VIEWS:
+        view = {"id": "V1", "type": "modal", "callback_id": callback_id}
+        body = {"type": "view_submission", "user": {"id": MALLORY}, "view": view}
+        assert acks.route(classify(body)) == acks.submit, callback_id
+    other = {
+        "type": "view_submission",
+        "user": {"id": MALLORY},
+        "view": {**view, "callback_id": "x"},
+    }
+    assert acks.route(classify(other)) is None
 
 
 @pytest.fixture(scope="module")

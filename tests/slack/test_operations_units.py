@@ -41,6 +41,7 @@ from handlers.logs import (
 )
 from handlers.metrics import InboxCollector, MeteredSink, count_slack_errors
 from handlers.runtime import register_provider_steps
+from handlers.slack.acks import Acknowledger
 from handlers.slack.app import build_app
 from handlers.slack.client import make_web_client
 from handlers.slack.gate import front_door
@@ -132,12 +133,8 @@ def test_building_the_app_warns_about_nothing(
     register_provider_steps()
     bot = Rollbot.open(load_settings(write_slack_config(tmp_path)))
     try:
-        build_app(
-            bot.settings,
-            Inbox(bot.store),
-            client=make_web_client(BOT_TOKEN, "http://127.0.0.1:9/"),
-            signing_secret=SIGNING_SECRET,
-        )
+        client = make_web_client(BOT_TOKEN, "http://127.0.0.1:9/")
+        build_app(Acknowledger(bot.settings, Inbox(bot.store), client), client=client)
     finally:
         bot.store.dispose()
     logging.getLogger("slack_bolt.App").warning("something else Bolt has to say")
@@ -302,12 +299,11 @@ def _call(app: Any, method: str, path: str, body: bytes = b"", **headers: str) -
 
 
 def test_the_front_door_times_requests_by_kind_and_serves_the_probes() -> None:
-    def bolt(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [b"{}"]
-
     app = front_door(
-        bolt, SIGNING_SECRET, None, probes={"/readyz": lambda: (503, "application/json", b"{}")}
+        lambda payload: {},
+        SIGNING_SECRET,
+        None,
+        probes={"/readyz": lambda: (503, "application/json", b"{}")},
     )
     assert _call(app, "GET", "/readyz")[0] == "503 Service Unavailable"
     assert _call(app, "GET", "/healthz") == ("200 OK", b'{"ok": true}')

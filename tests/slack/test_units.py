@@ -323,7 +323,7 @@ def test_a_click_is_placed_by_its_card_before_its_thread(core: Rollbot) -> None:
 
 
 def test_checklist_clicks_are_ordered_with_their_incident() -> None:
-    from handlers.slack.app import _ordering_id
+    from handlers.slack.acks import _ordering_id
     from handlers.slack.metadata import ValueSigner, checklist_block_id
 
     block = checklist_block_id("before", 7, ValueSigner(b"k" * 32))
