@@ -9,20 +9,26 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from bot.config import load_settings
 from bot.errors import RollbotError
+from bot.inbox import Inbox
+from bot.models import InboxItem
 from bot.service import Rollbot
 from bot.steps import StepResult
 from handlers.runtime import register_provider_steps
 from handlers.slack import blocks
+from handlers.slack.acks import ACK_FAILED, Acknowledger
 from handlers.slack.client import SlackGroupDirectory, make_web_client
 from handlers.slack.flows import parse_rollback_text
 from handlers.slack.metadata import ActionValue, idempotency_key
+from handlers.slack.payloads import classify
 from handlers.slack.poster import SlackPoster
 from handlers.slack.progress import Debouncer, SlackProgressSink
 from tests.slack.conftest import ALICE, BOB, DBA_GROUP, REQUESTER, write_slack_config
 from tests.slack.fake_slack import BOT_TOKEN, FakeSlack, _block_problems
+from tests.slack.signing import block_action_payload, command_body
 
 
 @pytest.fixture
@@ -356,3 +362,57 @@ def test_an_expired_approval_shows_as_expired_at_the_next_render(
     shown = latest_card()
     assert "approval expired at" in shown and "rb_run:go" not in shown
     assert "*Approvals:* 0/1" in shown
+
+
+def test_the_router_answers_each_kind_records_once_and_never_raises(
+    core: Rollbot, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The one router both transports use (``handlers.slack.acks``): the ack each kind of
+    validated payload gets, what it records, and a handler's error answered, not raised."""
+    acks = Acknowledger(core.settings, Inbox(core.store), make_web_client(BOT_TOKEN, fake.url))
+
+    def recorded() -> list[tuple[str, str]]:
+        with core.store.inbox_side.read() as session:  # on SQLite the inbox has its own file
+            rows = session.scalars(select(InboxItem).order_by(InboxItem.id))
+            return [(row.action, row.key) for row in rows]
+
+    command = classify(command_body(REQUESTER, "production the app is down", trigger="t.1"))
+    assert acks.dispatch(command) == {
+        "text": ":inbox_tray: Opening an incident…",
+        "response_type": "ephemeral",
+    }
+    assert acks.dispatch(command) == acks.dispatch(command)  # Slack's retry: recorded once
+    assert recorded() == [("rollback", "slack:command:t.1")]
+    other = classify({**command_body(REQUESTER, "x"), "command": "/deploy"})
+    assert acks.dispatch(other) == {
+        "text": ":warning: rollbot answers `/rollback` only.",
+        "response_type": "ephemeral",
+    }
+    challenge = classify({"type": "url_verification", "challenge": "c-1"})
+    assert acks.dispatch(challenge) == {"challenge": "c-1"}
+    view = {"id": "V1", "type": "modal", "callback_id": "rb_root_cause"}
+    blank = classify({"type": "view_submission", "user": {"id": ALICE}, "view": view})
+    assert acks.dispatch(blank) == {
+        "response_action": "errors",
+        "errors": {"root_cause": "Describe the root cause"},
+    }
+    foreign = {
+        "type": "view_submission",
+        "user": {"id": ALICE},
+        "view": {**view, "callback_id": "x"},
+    }
+    click = classify(
+        block_action_payload(ALICE, {"action_id": "rb_cancel", "type": "button"}, "C1", "1.1")
+    )
+    assert acks.dispatch(classify(foreign)) is None
+    assert len(recorded()) == 1
+
+    def broken(_payload: object) -> None:
+        raise RuntimeError("postgresql://app:hunter2@db/x is gone")
+
+    acks.command = broken  # type: ignore[method-assign]
+    acks.click = broken  # type: ignore[method-assign]
+    with caplog.at_level("ERROR"):
+        assert acks.dispatch(command) == {"text": ACK_FAILED, "response_type": "ephemeral"}
+        assert acks.dispatch(click) is None  # an interaction's ack body is ignored by Slack
+    assert "RuntimeError" in caplog.text and "hunter2" not in caplog.text
