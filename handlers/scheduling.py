@@ -8,18 +8,24 @@ instead of queueing behind it. It gets no more CPU than before, only earlier. Th
 inherit the setting, so it is asked for once, before gunicorn starts its pool.
 Elsewhere (another OS, an older kernel) this does nothing.
 
-The worker goes the other way (:func:`give_way`): under ``SCHED_IDLE`` any ordinary thread
-that wakes, an ack, takes the CPU from it at once. Niceness alone did not do that: a
-nice 10 worker still kept the CPU to the end of its slice while an ack waited.
+The worker goes the other way (:func:`give_way`). Where Linux groups processes by
+session for scheduling (``CONFIG_SCHED_AUTOGROUP``, on unless the process sits in a CPU
+cgroup), niceness only ranks threads within one session's group, and the groups share
+the CPUs as equals: a nice 10 worker in the acks' session spent the group's share, and a
+waking ack then queued behind other groups (PostgreSQL's backends). So ``rollbot serve``
+starts the worker in a session of its own, whose group the worker makes nice too; under
+``SCHED_IDLE`` (opt-in) any ordinary thread that wakes takes the CPU from it at once.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the bare Bolt baseline imports this module: it stays light
@@ -33,6 +39,8 @@ _IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
 _SCHED_OTHER = 0
 _IOPRIO_WHO_PROCESS = 1
 _IOPRIO_BEST_EFFORT_LOWEST = (2 << 13) | 7  # class BE, level 7
+_AUTOGROUP = Path("/proc/self/autogroup")
+_AUTOGROUP_ENABLED = Path("/proc/sys/kernel/sched_autogroup_enabled")
 
 
 def _syscall(number: int, *args: object) -> int:
@@ -98,13 +106,42 @@ def give_way(mode: WorkerCpu, niceness: int = 10) -> str:
     ``SCHED_IDLE`` would otherwise make it idle-class, a safety snapshot waiting behind
     every other writer."""
     os.nice(niceness)
+    got = f"nice {niceness}{_nice_session_group(niceness)}"
     if mode != "idle" or not hasattr(os, "SCHED_IDLE"):
-        return f"nice {niceness}"
+        return got
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except OSError as exc:
-        return f"nice {niceness} (SCHED_IDLE refused: {exc.strerror})"
+        return f"{got} (SCHED_IDLE refused: {exc.strerror})"
     number = _IOPRIO_SET.get(platform.machine())
     if number is not None:
         _syscall(number, _IOPRIO_WHO_PROCESS, 0, _IOPRIO_BEST_EFFORT_LOWEST)
-    return f"SCHED_IDLE, nice {niceness}, best-effort I/O"
+    return f"SCHED_IDLE, {got}, best-effort I/O"
+
+
+def _nice_session_group(niceness: int) -> str:
+    """Give this process's session group (autogroup) ``niceness`` when the process leads
+    its session (``rollbot serve`` starts the worker so; a service manager starts each
+    service so): a group shared with others is theirs too. What it did, for the log."""
+    if os.getsid(0) != os.getpid() or not _autogroups_on():
+        return ""
+    import tenacity  # here: the bare Bolt baseline imports this module, and it stays light
+
+    write = tenacity.retry(  # unprivileged: one change per 100 ms on the whole host
+        retry=tenacity.retry_if_exception(lambda exc: getattr(exc, "errno", 0) == errno.EAGAIN),
+        wait=tenacity.wait_fixed(0.1),
+        stop=tenacity.stop_after_attempt(10),
+        reraise=True,
+    )(_AUTOGROUP.write_text)
+    try:
+        write(str(niceness), encoding="ascii")
+    except OSError as exc:
+        return f" (session group: {exc.strerror})"
+    return f", its session's scheduling group nice {niceness} too"
+
+
+def _autogroups_on() -> bool:
+    try:
+        return _AUTOGROUP.exists() and _AUTOGROUP_ENABLED.read_text().strip() == "1"
+    except OSError:
+        return False

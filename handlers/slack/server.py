@@ -152,7 +152,12 @@ class ValidatingSocketModeHandler(SocketModeHandler):  # type: ignore[misc]
 
 
 class WorkerProcess:
-    """``rollbot worker`` beside the acknowledging side, restarted if it exits unexpectedly."""
+    """``rollbot worker`` beside the acknowledging side, restarted if it exits unexpectedly.
+
+    It runs in a session of its own: Linux schedules each session as one group, so the
+    worker (and its pg_dump/pg_restore) can then yield as a group, not spend the acks'
+    share (``handlers.scheduling``). Signals reach it from here, not from the terminal:
+    ``stop`` on the way out, and it stops by itself when this process is gone."""
 
     def __init__(self, config: str | Path | None) -> None:
         self.argv = [sys.executable, "-m", "handlers.cli"]
@@ -164,9 +169,12 @@ class WorkerProcess:
         self._thread = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
 
     def start(self) -> WorkerProcess:
-        self.proc = subprocess.Popen(self.argv)
+        self.proc = self._spawn()
         self._thread.start()
         return self
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.argv, start_new_session=True)
 
     def _watch(self) -> None:
         delay = 1.0
@@ -175,7 +183,7 @@ class WorkerProcess:
                 log.warning("rollbot worker exited (%s); starting it again", self.proc.returncode)
                 self._stopping.wait(delay)
                 if not self._stopping.is_set():
-                    self.proc = subprocess.Popen(self.argv)
+                    self.proc = self._spawn()
                     delay = min(delay * 2, 30.0)
 
     def stop(self, timeout: float = 40.0) -> None:

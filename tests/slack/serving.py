@@ -174,21 +174,22 @@ class Served:
         return self.env.get("ROLLBOT_DATABASE_URL") or f"sqlite:///{self.folder / 'state.db'}"
 
     def stop(self) -> None:
-        """SIGTERM to the whole group (graceful), SIGKILL what is left after 30 s."""
+        """SIGTERM to the serve process and its worker (graceful), SIGKILL what is left
+        after 30 s."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        signal_tree(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.kill()
-        _kill_group(self.proc.pid)
+        signal_tree(self.proc.pid, signal.SIGKILL)
         self.state_texts()  # kept for the secret scan, whatever happens to the database later
 
     def kill(self) -> None:
         """SIGKILL the serve process and its worker at once (a crash of the host's unit)."""
         assert self.proc is not None
-        _kill_group(self.proc.pid)
+        signal_tree(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
     def driver(self) -> SlackDriver:
@@ -277,9 +278,18 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+def signal_tree(pid: int, sig: signal.Signals) -> None:
+    """``sig`` to the process group of ``pid`` and of each of its descendants, found before
+    any is signalled: the worker leads a session (and group) of its own."""
+    groups, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(current))
+        todo += children(current)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, sig)
 
 
 def wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:

@@ -1,5 +1,6 @@
-"""The acknowledging threads ask Linux for short slices; the worker gives way (SCHED_IDLE,
-best-effort disk I/O) and keeps the default slice."""
+"""The acknowledging threads ask Linux for short slices; the worker gives way (nice 10 in
+a session, and scheduling group, of its own; SCHED_IDLE with best-effort disk I/O when
+asked) and keeps the default slice."""
 
 from __future__ import annotations
 
@@ -58,6 +59,16 @@ def _threads(pid: int) -> list[int]:
     return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
 
 
+def _session_group(pid: int) -> tuple[str, int] | None:
+    """The scheduling group Linux puts a process's session in, and its nice value, when
+    the kernel groups by session (``/proc/<pid>/autogroup``: ``/autogroup-12 nice 0``)."""
+    switch = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if not switch.exists() or switch.read_text().strip() != "1":
+        return None
+    name, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+    return name, int(nice)
+
+
 def _io_class(pid: int) -> str:
     """``ionice``'s view of a thread's disk I/O priority, e.g. ``best-effort: prio 7``."""
     return subprocess.run(
@@ -85,6 +96,11 @@ def test_the_served_ack_side_asks_for_short_slices_and_the_worker_gives_way(
             assert {os.sched_getscheduler(t) for t in _threads(acks[0])} == {os.SCHED_OTHER}
             assert {os.sched_getscheduler(t) for t in _threads(worker)} == {os.SCHED_OTHER}
             assert {os.getpriority(os.PRIO_PROCESS, t) for t in _threads(worker)} == {10}
+            assert os.getsid(worker) == worker != os.getsid(acks[0])  # a session of its own
+            groups = _session_group(worker), _session_group(acks[0])
+            if groups[0] is not None:  # ... which Linux schedules as one group, at nice 10
+                assert groups[0][1] == 10 and groups[1] is not None and groups[1][1] == 0
+                assert groups[0][0] != groups[1][0]
             if shutil.which("ionice"):  # "none": the I/O priority follows the nice value
                 assert {_io_class(t) for t in _threads(worker)} == {"none: prio 0"}
             if short:
