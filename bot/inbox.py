@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     DateTime,
     Insert,
+    Row,
     Select,
     and_,
     bindparam,
@@ -111,7 +112,7 @@ ROW_COLUMNS = (
 )  # fmt: skip
 
 
-def _insert_below_mark() -> Insert:
+def _insert_below_mark(*, returning: bool) -> Insert:
     """The ack's insert of one row (:func:`_row`), made only while fewer than ``:high_water``
     rows are unfinished: the mark is checked by the statement that writes, so an ack costs
     one round trip (a separate count had cost a second one on every other ack)."""
@@ -119,12 +120,18 @@ def _insert_below_mark() -> Insert:
     row = select(*(bindparam(name, type_=columns[name].type) for name in ROW_COLUMNS)).where(
         BACKLOG.scalar_subquery() < bindparam("high_water")
     )
+    written = insert(InboxItem).from_select(list(ROW_COLUMNS), row)
     # RETURNING: whether a row was written (PostgreSQL's rowcount of INSERT ... SELECT is -1)
-    return insert(InboxItem).from_select(list(ROW_COLUMNS), row).returning(InboxItem.id)
+    return written.returning(InboxItem.id) if returning else written
 
 
-INSERT_BELOW_MARK = _insert_below_mark()
-CLAIM = (
+INSERT_BELOW_MARK = _insert_below_mark(returning=True)
+# SQLite holds a file's write lock until a statement's RETURNING rows are read, which
+# happens in Python, after the thread gets the GIL (and, in a worker that yields, the CPU)
+# back; without RETURNING it commits inside the statement, in C. So on SQLite the inbox's
+# writes count rows instead, and a claim reads the row it took afterwards, taking no lock.
+INSERT_BELOW_MARK_COUNTED = _insert_below_mark(returning=False)
+CLAIM_COUNTED = (
     update(InboxItem)
     .where(InboxItem.id == bindparam("claim_id"), _claimable())
     .values(
@@ -133,7 +140,10 @@ CLAIM = (
         lease_until=bindparam("lease", type_=InboxItem.__table__.c.lease_until.type),  # type: ignore[attr-defined]
         attempts=InboxItem.attempts + 1,
     )
-    .returning(*InboxItem.__table__.columns)  # type: ignore[attr-defined]
+)
+CLAIM = CLAIM_COUNTED.returning(*InboxItem.__table__.columns)  # type: ignore[attr-defined]
+CLAIMED_ROW = select(*InboxItem.__table__.columns).where(  # type: ignore[attr-defined]
+    InboxItem.id == bindparam("claim_id"), InboxItem.claimed_by == bindparam("claimer")
 )
 
 
@@ -193,9 +203,11 @@ class Inbox:
 
     def _accept(self, row: dict[str, Any]) -> Acceptance:
         params = {**row, "high_water": self.high_water}
-        if self.store.returning_once(INSERT_BELOW_MARK, params) is not None:
-            return Acceptance.RECORDED
-        return Acceptance.FULL
+        if self.store.dialect == "sqlite":
+            written = self.store.execute_once(INSERT_BELOW_MARK_COUNTED, params) == 1
+        else:
+            written = self.store.returning_once(INSERT_BELOW_MARK, params) is not None
+        return Acceptance.RECORDED if written else Acceptance.FULL
 
     # ------------------------------------------------------------ the worker side
     def claim(self, worker_id: str) -> InboxItem | None:
@@ -210,10 +222,20 @@ class Inbox:
             candidates = conn.execute(CANDIDATES, {"now": now}).scalars().all()
         for item_id in candidates:
             params = {"now": now, "claim_id": item_id, "claimer": worker_id, "lease": lease}
-            taken = self.store.returning_once(CLAIM, params)
+            taken = self._take(params)
             if taken is not None:
                 return InboxItem(**taken._mapping)
         return None
+
+    def _take(self, params: dict[str, Any]) -> Row[Any] | None:
+        """The compare-and-set of :meth:`claim`: the row taken, or None (another worker was
+        first). On SQLite without RETURNING (see :data:`INSERT_BELOW_MARK_COUNTED`)."""
+        if self.store.dialect != "sqlite":
+            return self.store.returning_once(CLAIM, params)
+        if not self.store.execute_once(CLAIM_COUNTED, params):
+            return None
+        with self.store.single_reads.connect() as conn:
+            return conn.execute(CLAIMED_ROW, params).first()
 
     def release_orphans(self, gone: Callable[[str], bool]) -> int:
         """Make rows claimed by workers that are ``gone`` (their process died) claimable now,

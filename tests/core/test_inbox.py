@@ -44,6 +44,42 @@ def test_an_ack_is_one_statement_whatever_the_backlog(bot: Rollbot, clock: Clock
     assert inbox.counts() == {"pending": 1}
 
 
+def test_on_sqlite_no_inbox_write_holds_the_lock_for_python(bot: Rollbot, clock: Clock) -> None:
+    """SQLite keeps a file's write lock until a statement's RETURNING rows are read, in
+    Python, after the thread has the GIL (and, in a worker that yields, a CPU) again: an
+    ack's insert then waited behind a claim. So on SQLite the inbox writes count rows and a
+    claim reads its row after the write; PostgreSQL (row locks) keeps one round trip each."""
+    inbox = Inbox(bot.store, clock=clock)
+    statements: list[str] = []
+    engine = bot.store.inbox_side.engine
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()).upper())
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert inbox.accept(_request("r", 4)) is Acceptance.RECORDED
+        item = inbox.claim("w1")
+        assert item is not None and (item.key, item.claimed_by, item.attempts) == ("r", "w1", 1)
+        inbox.finish(item.id, InboxStatus.DONE)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    writes = [s for s in statements if not s.startswith("SELECT")]
+    assert [w.split()[0] for w in writes] == ["INSERT", "UPDATE", "UPDATE"]
+    if bot.store.dialect == "sqlite":
+        assert not [w for w in writes if "RETURNING" in w]
+        assert [s.split()[0] for s in statements] == [
+            "INSERT",
+            "SELECT",
+            "UPDATE",
+            "SELECT",
+            "UPDATE",
+        ]
+    else:
+        assert [s.split()[0] for s in statements] == ["INSERT", "SELECT", "UPDATE", "UPDATE"]
+    assert inbox.counts() == {"done": 1}
+
+
 def test_one_row_per_incident_at_a_time_in_order(bot: Rollbot, clock: Clock) -> None:
     inbox = Inbox(bot.store, clock=clock)
     for key, incident in (("1", 7), ("2", 7), ("3", 8), ("4", None)):
@@ -70,8 +106,8 @@ def test_rows_of_a_dead_worker_are_claimable_at_once(bot: Rollbot, clock: Clock)
 
 
 def test_a_claimed_row_is_returned_as_stored_by_the_claim(bot: Rollbot, clock: Clock) -> None:
-    """The claim's ``RETURNING`` row is what the worker handles: claimer, lease, attempts
-    and payload as the database now holds them."""
+    """The claimed row is what the worker handles: claimer, lease, attempts and payload as
+    the database now holds them (from the claim's ``RETURNING``, or on SQLite read after it)."""
     inbox = Inbox(bot.store, clock=clock)
     inbox.accept(_request("k", 3))
     item = inbox.claim("w1")
