@@ -213,9 +213,9 @@ class Inbox:
     def claim(self, worker_id: str) -> InboxItem | None:
         """The next row this worker may handle (oldest first, one per incident), or None.
 
-        Two statements, no ORM session: the worker asks many times a second. The read takes
-        no lock (idle polling never takes SQLite's write lock); the compare-and-set returns
-        the row it took."""
+        Plain statements, no ORM session: the worker asks many times a second. The read of
+        candidates takes no lock (idle polling never takes SQLite's write lock); then a
+        compare-and-set takes one (:meth:`_take`)."""
         now = self.clock()
         lease = now + self.lease
         with self.store.single_reads.connect() as conn:
